@@ -1,0 +1,23 @@
+package deps
+import (
+ _ "go.uber.org/zap"
+ _ "github.com/aws/aws-sdk-go-v2/aws"
+ _ "github.com/aws/aws-sdk-go-v2/config"
+ _ "github.com/aws/aws-sdk-go-v2/credentials"
+ _ "github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+ _ "github.com/aws/aws-sdk-go-v2/service/sts"
+ _ "github.com/aws/aws-sdk-go-v2/service/s3"
+ _ "github.com/aws/aws-sdk-go-v2/feature/s3/manager"
+ _ "cloud.google.com/go/storage"
+ _ "google.golang.org/api/option"
+ _ "github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+ _ "github.com/Azure/azure-sdk-for-go/sdk/azcore"
+ _ "github.com/prometheus/client_golang/prometheus"
+ _ "gopkg.in/yaml.v3"
+ _ "golang.org/x/sync/errgroup"
+ _ "github.com/pierrec/lz4/v4"
+ _ "github.com/klauspost/compress/zstd"
+ _ "github.com/robfig/cron/v3"
+ _ "github.com/jackc/pgx/v5"
+ _ "github.com/fsnotify/fsnotify"
+)
