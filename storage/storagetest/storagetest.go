@@ -98,8 +98,12 @@ func get(t *testing.T, s storage.Store, key string, rng storage.Range) []byte {
 func randomBytes(seed uint64, n int) []byte {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
+	for i := 0; i < n; i += 8 {
+		v := r.Uint64()
+		for j := i; j < min(i+8, n); j++ {
+			b[j] = byte(v)
+			v >>= 8
+		}
 	}
 	return b
 }
@@ -156,9 +160,14 @@ func (p *patternReader) Read(b []byte) (int, error) {
 	if int64(len(b)) > p.left {
 		b = b[:p.left]
 	}
-	for i := range b {
+	for i := 0; i < len(b); {
 		pos := p.pos + int64(i)
-		b[i] = byte(splitmix(p.seed^uint64(pos>>3)) >> (8 * (pos & 7)))
+		v := splitmix(p.seed^uint64(pos>>3)) >> (8 * (pos & 7))
+		for j := pos & 7; j < 8 && i < len(b); j++ {
+			b[i] = byte(v)
+			v >>= 8
+			i++
+		}
 	}
 	p.pos += int64(len(b))
 	p.left -= int64(len(b))
