@@ -5,7 +5,7 @@
 # pgBackRest 2.45 (Debian packages) and creates the non-root OS user that the
 # tests initdb their clusters as.
 #
-# Usage: scripts/services.sh start|stop|status
+# Usage: scripts/services.sh start|stop|status|postgres
 #
 #   start   install what is missing (idempotent), then start every service that
 #           does not already answer and wait until each one does.
@@ -13,6 +13,8 @@
 #           Services started some other way (no pid file) are left alone.
 #   status  print each service, its recorded pid and whether it answers;
 #           exits 0 only when all of them answer.
+#   postgres  only install PostgreSQL 15 and pgBackRest and create the OS
+#           user (what `make demo` needs; no object-storage service).
 #
 # Environment:
 #   PGSIDECAR_CACHE         cache and run-state dir (default $HOME/.cache/pgsidecar)
@@ -500,8 +502,14 @@ main() {
 		cmd_stop
 		;;
 	status) cmd_status ;;
+	postgres)
+		lock
+		install_debs
+		ensure_os_user
+		verify_tools
+		;;
 	*)
-		echo "usage: $0 start|stop|status" >&2
+		echo "usage: $0 start|stop|status|postgres" >&2
 		exit 2
 		;;
 	esac

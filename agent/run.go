@@ -1,0 +1,50 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+
+	"github.com/pgsidecar/pgsidecar/config"
+)
+
+// CodedError is an error that carries the exit code the command ends
+// with, as pgBackRest's errors do (for example 45 for a WAL segment already
+// archived with other content). cmd maps every other error by kind.
+type CodedError interface {
+	error
+	Code() int
+}
+
+// codedError attaches a pgBackRest error code to an error.
+type codedError struct {
+	code int
+	err  error
+}
+
+func (e *codedError) Error() string { return e.err.Error() }
+func (e *codedError) Unwrap() error { return e.err }
+func (e *codedError) Code() int     { return e.code }
+
+// withCode returns err carrying the exit code code.
+func withCode(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &codedError{code: code, err: err}
+}
+
+// Run runs the command that cfg names, writing its output to out.
+func Run(ctx context.Context, cfg *config.Config, d Deps, out io.Writer) error {
+	switch cfg.Command {
+	case "version":
+		_, err := fmt.Fprintf(out, "pgsidecar %s (pgBackRest 2.45 repository format, %s)\n", d.Version, runtime.Version())
+		return err
+	case "help", "":
+		return help(out, cfg.Parameters)
+	case "config":
+		return cfg.Describe(out, false)
+	}
+	return withCode(48, fmt.Errorf("command %q is not implemented by pgsidecar yet", cfg.Command))
+}

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# demo.sh - the main job of pgsidecar on its embedded default: a local volume
+# repository (repo1, posix) beside a throwaway PostgreSQL 15 cluster, all under
+# .build/demo, removed again at the end. `make demo` builds bin/pgsidecar and
+# runs this script.
+#
+# It shows what pgsidecar can do so far; each step prints the command it runs.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BIN=$ROOT/bin/pgsidecar
+DEMO=$ROOT/.build/demo
+PG_BIN=/usr/lib/postgresql/15/bin
+OS_USER=pgsidecar
+PORT=${PGSIDECAR_DEMO_PORT:-55432}
+STANZA=demo
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+run() {
+	printf '$ %s\n' "$*"
+	"$@"
+}
+# as_user runs a command as the non-root OS user that owns the cluster, as the
+# postgres container and the sidecar run in a pod.
+as_user() {
+	printf '$ %s\n' "$*"
+	runuser -u "$OS_USER" -- "$@"
+}
+
+[[ -x $BIN ]] || {
+	echo "demo: $BIN is missing; run 'make demo' (it builds first)" >&2
+	exit 1
+}
+
+step "PostgreSQL 15, pgBackRest 2.45 and the OS user '$OS_USER' (installed if missing)"
+bash scripts/services.sh postgres
+
+# The cluster and the sidecar run as $OS_USER: when the checkout is not
+# reachable by that user (a home directory of mode 0700), work under /tmp.
+if ! runuser -u "$OS_USER" -- test -x "$BIN"; then
+	DEMO=/tmp/pgsidecar-demo
+	mkdir -p "$DEMO/bin"
+	install -m 0755 "$BIN" "$DEMO/bin/pgsidecar"
+	BIN=$DEMO/bin/pgsidecar
+	echo "demo: $ROOT is not readable by $OS_USER; working in $DEMO"
+fi
+
+cleanup() {
+	if [[ -f $DEMO/pgdata/postmaster.pid ]]; then
+		runuser -u "$OS_USER" -- "$PG_BIN/pg_ctl" -D "$DEMO/pgdata" -m immediate stop >/dev/null 2>&1 || true
+	fi
+	if [[ -z ${PGSIDECAR_DEMO_KEEP:-} ]]; then
+		rm -rf "$DEMO"
+	else
+		echo "demo: kept $DEMO (PGSIDECAR_DEMO_KEEP is set)"
+	fi
+}
+trap cleanup EXIT
+if [[ -f $DEMO/pgdata/postmaster.pid ]]; then
+	runuser -u "$OS_USER" -- "$PG_BIN/pg_ctl" -D "$DEMO/pgdata" -m immediate stop >/dev/null 2>&1 || true
+fi
+rm -rf "$DEMO"/{pgdata,run,repo1,conf.d}
+mkdir -p "$DEMO"/{run,repo1,conf.d}
+chown -R "$OS_USER:$OS_USER" "$DEMO"
+
+step "A throwaway PostgreSQL 15 cluster on port $PORT"
+as_user "$PG_BIN/initdb" --data-checksums -A trust -U postgres -D "$DEMO/pgdata" >/dev/null
+cat >>"$DEMO/pgdata/postgresql.conf" <<EOF
+port = $PORT
+listen_addresses = ''
+unix_socket_directories = '$DEMO/run'
+wal_level = replica
+max_wal_senders = 2
+EOF
+as_user "$PG_BIN/pg_ctl" -D "$DEMO/pgdata" -l "$DEMO/postgres.log" -w start >/dev/null
+as_user "$PG_BIN/psql" -h "$DEMO/run" -p "$PORT" -U postgres -Atc "select 'PostgreSQL ' || current_setting('server_version')"
+
+step "The configuration: the embedded default repo1 (a local volume) plus the cluster"
+cat >"$DEMO/pgbackrest.conf" <<EOF
+[global]
+repo1-path=$DEMO/repo1
+repo1-retention-full=2
+log-level-console=info
+compress-type=lz4
+process-max=2
+
+[$STANZA]
+pg1-path=$DEMO/pgdata
+pg1-port=$PORT
+pg1-socket-path=$DEMO/run
+pg1-user=postgres
+EOF
+chown "$OS_USER:$OS_USER" "$DEMO/pgbackrest.conf"
+sed 's/^/    /' "$DEMO/pgbackrest.conf"
+PGS=("$BIN" "--config=$DEMO/pgbackrest.conf" "--config-include-path=$DEMO/conf.d" "--stanza=$STANZA")
+
+step "pgsidecar version"
+as_user "$BIN" version
+
+step "pgsidecar config: every resolved option and where it came from"
+as_user "${PGS[@]}" config
+
+step "done"
+echo "demo: everything above ran against $DEMO; it is removed now."
