@@ -127,4 +127,3 @@ func TestRealCluster(t *testing.T) {
 		t.Fatalf("WAL header %+v does not match the cluster (system id %d)", h, c.SystemID)
 	}
 }
-
