@@ -46,5 +46,29 @@ func Run(ctx context.Context, cfg *config.Config, d Deps, out io.Writer) error {
 	case "config":
 		return cfg.Describe(out, false)
 	}
-	return withCode(48, fmt.Errorf("command %q is not implemented by pgsidecar yet", cfg.Command))
+	run, ok := repoCommands()[cfg.Command]
+	if !ok {
+		return withCode(48, fmt.Errorf("command %q is not implemented by pgsidecar yet", cfg.Command))
+	}
+	repos, err := OpenRepos(ctx, cfg, d)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = CloseRepos(repos) }()
+	return run(ctx, cfg, repos, d, out)
+}
+
+// repoCommand runs a command over the opened repositories.
+type repoCommand func(ctx context.Context, cfg *config.Config, repos []Repo, d Deps, out io.Writer) error
+
+// repoCommands lists the commands that work on the repositories.
+func repoCommands() map[string]repoCommand {
+	return map[string]repoCommand{
+		"stanza-create": func(ctx context.Context, cfg *config.Config, repos []Repo, d Deps, _ io.Writer) error {
+			return StanzaCreate(ctx, cfg, repos, d.Log)
+		},
+		"stanza-upgrade": func(ctx context.Context, cfg *config.Config, repos []Repo, d Deps, _ io.Writer) error {
+			return StanzaUpgrade(ctx, cfg, repos, d.Log)
+		},
+	}
 }

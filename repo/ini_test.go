@@ -34,7 +34,7 @@ func TestGoldenRoundTrip(t *testing.T) {
 				t.Fatalf("load/save: %v", err)
 			}
 			if !bytes.Equal(saved, data) {
-				t.Errorf("typed round trip differs at byte %d:\n%s", firstDiff(saved, data), context(saved, firstDiff(saved, data)))
+				t.Errorf("typed round trip differs at byte %d:\n%s", firstDiff(saved, data), around(saved, firstDiff(saved, data)))
 			}
 		})
 	}
@@ -49,7 +49,7 @@ func firstDiff(a, b []byte) int {
 	return min(len(a), len(b))
 }
 
-func context(b []byte, i int) string {
+func around(b []byte, i int) string {
 	lo, hi := max(i-80, 0), min(i+80, len(b))
 	return string(b[lo:hi])
 }
