@@ -101,5 +101,12 @@ as_user "$BIN" version
 step "pgsidecar config: every resolved option and where it came from"
 as_user "${PGS[@]}" config
 
+step "pgsidecar stanza-create: archive.info and backup.info in repo1, read from pg_control"
+as_user "${PGS[@]}" stanza-create
+find "$DEMO/repo1" -type f | sed "s|$DEMO/||" | sort | sed 's/^/    /'
+
+step "stock pgbackrest 2.45 reads the stanza pgsidecar created"
+as_user pgbackrest --config="$DEMO/pgbackrest.conf" --log-path="$DEMO" --lock-path="$DEMO/run" --stanza="$STANZA" info
+
 step "done"
 echo "demo: everything above ran against $DEMO; it is removed now."
