@@ -223,10 +223,11 @@ func (r *Repository) Exists(ctx context.Context, key string) (bool, error) {
 	return false, fmt.Errorf("%s: %w", r.name, err)
 }
 
-// OpenFile streams the content of key decrypted with pass ("" for none) and
+// OpenFile streams the content of the bytes rng selects of key (a whole
+// object, or one file of a bundle), decrypted with pass ("" for none) and
 // decompressed with ct. The caller closes the reader.
-func (r *Repository) OpenFile(ctx context.Context, key, pass string, ct compress.Type) (io.ReadCloser, error) {
-	rc, err := r.store.Get(ctx, key, storage.Range{})
+func (r *Repository) OpenFile(ctx context.Context, key string, rng storage.Range, pass string, ct compress.Type) (io.ReadCloser, error) {
+	rc, err := r.store.Get(ctx, key, rng)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", r.name, err)
 	}
@@ -281,10 +282,10 @@ type FileCheck struct {
 	SHA1 string
 }
 
-// CheckFile reads key to the end (decrypting with pass, decompressing with
-// ct) and returns its size and SHA-1.
-func (r *Repository) CheckFile(ctx context.Context, key, pass string, ct compress.Type) (FileCheck, error) {
-	rc, err := r.OpenFile(ctx, key, pass, ct)
+// CheckFile reads the file OpenFile opens to the end and returns its size
+// and SHA-1.
+func (r *Repository) CheckFile(ctx context.Context, key string, rng storage.Range, pass string, ct compress.Type) (FileCheck, error) {
+	rc, err := r.OpenFile(ctx, key, rng, pass, ct)
 	if err != nil {
 		return FileCheck{}, err
 	}
