@@ -70,6 +70,9 @@ func repoCommands() map[string]repoCommand {
 		"stanza-upgrade": func(ctx context.Context, cfg *config.Config, repos []Repo, d Deps, _ io.Writer) error {
 			return StanzaUpgrade(ctx, cfg, repos, d.Log)
 		},
+		"info": func(ctx context.Context, cfg *config.Config, repos []Repo, _ Deps, out io.Writer) error {
+			return Info(ctx, cfg, repos, out)
+		},
 		"verify": func(ctx context.Context, cfg *config.Config, repos []Repo, d Deps, out io.Writer) error {
 			return Verify(ctx, cfg, repos, d.Log, out)
 		},
