@@ -105,6 +105,11 @@ step "pgsidecar stanza-create: archive.info and backup.info in repo1, read from 
 as_user "${PGS[@]}" stanza-create
 find "$DEMO/repo1" -type f | sed "s|$DEMO/||" | sort | sed 's/^/    /'
 
+step "pgsidecar info (pgBackRest's report, text and JSON)"
+as_user "${PGS[@]}" info
+as_user "${PGS[@]}" --output=json info
+echo
+
 step "stock pgbackrest 2.45 reads the stanza pgsidecar created"
 as_user pgbackrest --config="$DEMO/pgbackrest.conf" --log-path="$DEMO" --lock-path="$DEMO/run" --stanza="$STANZA" info
 
