@@ -132,6 +132,7 @@ func TestPgbackrestFixture(t *testing.T) {
 			checkFixtureArchive(t, f)
 			checkFixtureVerify(t, f)
 			checkFixtureRepoFormat(t, f)
+			checkPgsidecarReads(t, f)
 		})
 	}
 }

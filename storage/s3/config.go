@@ -93,10 +93,11 @@ type Config struct {
 	// (host or host:port) instead of the endpoint, and its TLS certificate is
 	// verified against this name, while requests still name the endpoint.
 	Host string
-	// Port is repoN-storage-port, the port connections to Host use. 0 means
-	// not set: the port given in Host, else 443 (80 for an http endpoint).
-	// As in pgBackRest it applies only with Host; pass 0 unless the option
-	// was set explicitly, since an explicit value overrides a port in Host.
+	// Port is repoN-storage-port: the port connections use, to Host when
+	// set, else to the endpoint. 0 means not set: the port given in Host or
+	// the endpoint, else 443 (80 for an http endpoint). Pass 0 unless the
+	// option was set explicitly, since as in pgBackRest an explicit value
+	// overrides a port written in the host or endpoint.
 	Port int
 	// VerifyTLS is repoN-storage-verify-tls; the caller defaults it to true.
 	VerifyTLS bool
@@ -219,7 +220,12 @@ func validate(cfg Config) (*options, error) {
 			// while the connection goes to the storage host.
 			o.baseURL = ep.scheme + "://" + hostForURL(ep.host, "")
 		} else {
-			o.baseURL = ep.scheme + "://" + hostForURL(ep.host, ep.port)
+			// As pgBackRest: an explicit port overrides the endpoint's.
+			port := ep.port
+			if cfg.Port != 0 {
+				port = strconv.Itoa(cfg.Port)
+			}
+			o.baseURL = ep.scheme + "://" + hostForURL(ep.host, port)
 		}
 	}
 

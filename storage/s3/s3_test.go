@@ -661,7 +661,8 @@ func TestEndpointResolution(t *testing.T) {
 		{"StorageHostPort", func(c *Config) { c.Host = "proxy.local:8443" }, "https://bucket.s3.us-east-2.amazonaws.com/repo/a/b", "proxy.local:8443", "proxy.local"},
 		{"StoragePortOverrides", func(c *Config) { c.Host, c.Port = "proxy.local:8443", 9443 }, "https://bucket.s3.us-east-2.amazonaws.com/repo/a/b", "proxy.local:9443", "proxy.local"},
 		{"StorageHostDropsEndpointPort", func(c *Config) { c.Endpoint, c.Host, c.URIStyle = "minio:9000", "127.0.0.1", URIStylePath }, "https://minio/bucket/repo/a/b", "127.0.0.1:443", "127.0.0.1"},
-		{"PortWithoutHostIgnored", func(c *Config) { c.Port = 9000 }, "https://bucket.s3.us-east-2.amazonaws.com/repo/a/b", "", ""},
+		{"PortWithoutHostAppliesToEndpoint", func(c *Config) { c.Port = 9000 }, "https://bucket.s3.us-east-2.amazonaws.com:9000/repo/a/b", "", ""},
+		{"PortOverridesEndpointPort", func(c *Config) { c.URIStyle, c.Endpoint, c.Port = URIStylePath, "127.0.0.1:1", 9000 }, "https://127.0.0.1:9000/bucket/repo/a/b", "", ""},
 		{"HTTPStorageHost", func(c *Config) { c.Endpoint, c.Host = "http://minio", "10.0.0.5" }, "http://bucket.minio/repo/a/b", "10.0.0.5:80", "10.0.0.5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
