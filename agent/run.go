@@ -70,6 +70,12 @@ func repoCommands() map[string]repoCommand {
 		"stanza-upgrade": func(ctx context.Context, cfg *config.Config, repos []Repo, d Deps, _ io.Writer) error {
 			return StanzaUpgrade(ctx, cfg, repos, d.Log)
 		},
+		"archive-push": func(ctx context.Context, cfg *config.Config, repos []Repo, d Deps, _ io.Writer) error {
+			return ArchivePush(ctx, cfg, repos, d.Log)
+		},
+		"archive-get": func(ctx context.Context, cfg *config.Config, repos []Repo, d Deps, _ io.Writer) error {
+			return ArchiveGet(ctx, cfg, repos, d.Log)
+		},
 		"info": func(ctx context.Context, cfg *config.Config, repos []Repo, _ Deps, out io.Writer) error {
 			return Info(ctx, cfg, repos, out)
 		},

@@ -85,8 +85,14 @@ func run(args, env []string, stdout, stderr io.Writer) int {
 
 	deps := agent.Deps{Log: log, Registry: prometheus.NewRegistry(), Env: env, Version: version}
 	if err := agent.Run(ctx, cfg, deps, stdout); err != nil {
+		code := exitCode(err)
+		if cfg.Command == "archive-get" && code == 1 {
+			// Not in the archive: the normal end of recovery, not a failure.
+			log.Info("WAL file not found in the archive", zap.Error(err))
+			return code
+		}
 		log.Error("command failed", zap.String("command", cfg.Command), zap.Error(err))
-		return exitCode(err)
+		return code
 	}
 	return exitOK
 }
