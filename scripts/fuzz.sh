@@ -44,7 +44,7 @@ failed=()
 for target in "${targets[@]}"; do
 	read -r pkg name <<<"$target"
 	echo "=== fuzz $pkg $name (fuzztime $FUZZTIME)"
-	if ! "$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$pkg"; then
+	if ! "$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 5s "$pkg"; then
 		failed+=("$pkg $name")
 	fi
 done

@@ -11,7 +11,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -222,48 +221,7 @@ func TestPutIfAbsentRaceMultiBlock(t *testing.T) {
 	cfg.BlockSize = 1 << 20
 	cfg.Concurrency = 2
 	s := newStore(t, cfg)
-	const n = 4
-	payload := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i)}, 3<<20+i) }
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			errs[i] = s.PutIfAbsent(t.Context(), "race/big", bytes.NewReader(payload(i)))
-		})
-	}
-	close(start)
-	wg.Wait()
-	winner := -1
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			if winner >= 0 {
-				t.Fatalf("writers %d and %d both won", winner, i)
-			}
-			winner = i
-		case !errors.Is(err, storage.ErrExist):
-			t.Fatalf("writer %d: %v, want nil or ErrExist", i, err)
-		default:
-			t.Logf("writer %d lost: %s", i, strings.Join(strings.Fields(err.Error()), " "))
-		}
-	}
-	if winner < 0 {
-		t.Fatal("no writer won")
-	}
-	rc, err := s.Get(t.Context(), "race/big", storage.Range{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	got, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, payload(winner)) {
-		t.Fatalf("object holds %d bytes that are not writer %d's", len(got), winner)
-	}
+	storagetest.RacePutIfAbsent(t, s, "race/big", 4, func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i)}, 3<<20+i) })
 }
 
 func containerSAS(t *testing.T, svc service, name string, perms sas.ContainerPermissions) string {

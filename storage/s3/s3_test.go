@@ -496,44 +496,9 @@ func TestServiceErrors(t *testing.T) {
 func TestPutIfAbsentRaceMultipart(t *testing.T) {
 	t.Parallel()
 	cfg, _ := testBucket(t)
-	s := prefixStore(t, cfg)
-	const n = 4
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			data := bytes.Repeat([]byte{byte('a' + i)}, DefaultPartSize+100)
-			errs[i] = s.PutIfAbsent(t.Context(), "race", bytes.NewReader(data))
-		})
-	}
-	close(start)
-	wg.Wait()
-	winner := -1
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			if winner >= 0 {
-				t.Fatalf("writers %d and %d both won", winner, i)
-			}
-			winner = i
-		case !errors.Is(err, storage.ErrExist):
-			t.Fatalf("writer %d: %v, want nil or ErrExist", i, err)
-		}
-	}
-	if winner < 0 {
-		t.Fatal("no writer won")
-	}
-	rc, err := s.Get(t.Context(), "race", storage.Range{Offset: DefaultPartSize + 99})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(rc)
-	_ = rc.Close()
-	if string(b) != string(rune('a'+winner)) {
-		t.Fatalf("object ends with %q, want the winner's %q", b, string(rune('a'+winner)))
-	}
+	storagetest.RacePutIfAbsent(t, prefixStore(t, cfg), "race", 4, func(i int) []byte {
+		return bytes.Repeat([]byte{byte('a' + i)}, DefaultPartSize+100)
+	})
 }
 
 // ---------------------------------------------------------------------------

@@ -404,14 +404,25 @@ func testPutIfAbsent(t *testing.T, s storage.Store) {
 }
 
 func testPutIfAbsentRace(t *testing.T, s storage.Store) {
-	const n = 8
+	RacePutIfAbsent(t, s, "race/lease", 8, func(i int) []byte { return []byte(fmt.Sprintf("writer-%d", i)) })
+	// Objects larger than one part or block: the condition then sits on the
+	// final commit (CompleteMultipartUpload, Put Block List).
+	RacePutIfAbsent(t, s, "race/big", 3, func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i)}, 6<<20+i) })
+}
+
+// RacePutIfAbsent starts n concurrent PutIfAbsent calls of key, writer i
+// with payload(i), and checks that exactly one wins, the others get
+// ErrExist, and the object holds the winner's payload. Drivers call it with
+// their own part or block sizes.
+func RacePutIfAbsent(t *testing.T, s storage.Store, key string, n int, payload func(i int) []byte) {
+	t.Helper()
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			errs[i] = s.PutIfAbsent(t.Context(), "race/lease", bytes.NewReader([]byte(fmt.Sprintf("writer-%d", i))))
+			errs[i] = s.PutIfAbsent(t.Context(), key, onlyReader{bytes.NewReader(payload(i))})
 		})
 	}
 	close(start)
@@ -421,18 +432,18 @@ func testPutIfAbsentRace(t *testing.T, s storage.Store) {
 		switch {
 		case err == nil:
 			if winner >= 0 {
-				t.Fatalf("writers %d and %d both won the conditional create", winner, i)
+				t.Fatalf("%s: writers %d and %d both won the conditional create", key, winner, i)
 			}
 			winner = i
 		case !errors.Is(err, storage.ErrExist):
-			t.Fatalf("writer %d: %v, want nil or ErrExist", i, err)
+			t.Fatalf("%s: writer %d: %v, want nil or ErrExist", key, i, err)
 		}
 	}
 	if winner < 0 {
-		t.Fatal("no writer won the conditional create")
+		t.Fatalf("%s: no writer won the conditional create", key)
 	}
-	if got := get(t, s, "race/lease", storage.Range{}); string(got) != fmt.Sprintf("writer-%d", winner) {
-		t.Fatalf("object holds %q, want the winner's writer-%d", got, winner)
+	if got := get(t, s, key, storage.Range{}); !bytes.Equal(got, payload(winner)) {
+		t.Fatalf("%s holds %d bytes that are not the winner's (writer %d)", key, len(got), winner)
 	}
 }
 
