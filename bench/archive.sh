@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# archive.sh - drains the same backlog of real WAL segments through
+# PostgreSQL's own archiver with pgsidecar and with pgbackrest 2.45, to one
+# repository and to four, with lz4 + aes-256-cbc, and prints a table:
+# seconds, MB/s, CPU seconds per GiB, peak RSS, and the ratio to pgbackrest.
+#
+# How: a cluster is made once with archiving failing, so SEGMENTS segments
+# pile up in pg_wal as .ready files; it is stopped and kept as a template.
+# Each run copies the template, points archive_command at the tool, starts
+# PostgreSQL and waits until pg_stat_archiver has archived every segment.
+# CPU is the whole machine's busy time during the run (run it idle); RSS is
+# the peak resident size of the tool's processes, sampled every 20 ms.
+#
+# Usage: bench/archive.sh            (as root; needs bin/pgsidecar: make build)
+# Env:   SEGMENTS (default 64), TOOLS (default "pgsidecar pgbackrest pgbackrest-async"),
+#        REPOS (default "1 4").
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+SEGMENTS=${SEGMENTS:-64}
+TOOLS=${TOOLS:-"pgsidecar pgbackrest pgbackrest-async"}
+REPOS=${REPOS:-"1 4"}
+PG_BIN=/usr/lib/postgresql/15/bin
+OS_USER=pgsidecar
+W=/tmp/pgsidecar-bench-archive
+PORT=55499
+
+[[ -x $ROOT/bin/pgsidecar ]] || { echo "archive.sh: run 'make build' first" >&2; exit 1; }
+bash scripts/services.sh postgres >/dev/null
+
+as_user() { runuser -u "$OS_USER" -- "$@"; }
+stop_pg() { as_user "$PG_BIN/pg_ctl" -D "$1" -m immediate stop >/dev/null 2>&1 || true; }
+psql_q() { as_user "$PG_BIN/psql" -h "$W/run" -p "$PORT" -U postgres -Atqc "$1"; }
+
+cleanup() {
+	for d in "$W"/data "$W"/template; do [[ -f $d/postmaster.pid ]] && stop_pg "$d"; done
+	rm -rf "$W"
+}
+trap cleanup EXIT
+cleanup
+mkdir -p "$W"/run
+install -m 0755 "$ROOT/bin/pgsidecar" "$W/pgsidecar"
+chown -R "$OS_USER:$OS_USER" "$W"
+
+echo "building a backlog of $SEGMENTS WAL segments..."
+as_user "$PG_BIN/initdb" -A trust -U postgres -D "$W/template" >/dev/null
+cat >>"$W/template/postgresql.conf" <<EOF
+port = $PORT
+listen_addresses = ''
+unix_socket_directories = '$W/run'
+wal_level = replica
+archive_mode = on
+archive_command = 'false'
+max_wal_size = 4GB
+min_wal_size = 4GB
+checkpoint_timeout = 1h
+EOF
+as_user "$PG_BIN/pg_ctl" -D "$W/template" -l "$W/template.log" -w start >/dev/null
+psql_q "create table filler (id bigint, payload text)"
+for ((i = 0; i < SEGMENTS; i++)); do
+	psql_q "insert into filler select g, md5(g::text) || repeat('x', 100) from generate_series(1, 60000) g; select pg_switch_wal()" >/dev/null
+done
+stop_pg "$W/template"
+ready=$(find "$W/template/pg_wal/archive_status" -name '*.ready' | wc -l)
+bytes=$((ready * 16 * 1024 * 1024))
+echo "backlog: $ready segments ($((bytes >> 20)) MiB)"
+
+# conf TOOL NREPOS: a pgBackRest-style configuration with NREPOS posix repos.
+conf() {
+	local f=$W/$1-$2.conf n
+	{
+		echo "[global]"
+		for ((n = 1; n <= $2; n++)); do
+			echo "repo$n-path=$W/repo-$1-$2-$n"
+			echo "repo$n-cipher-type=aes-256-cbc"
+			echo "repo$n-cipher-pass=bench-archive-passphrase-$n"
+			echo "repo$n-retention-full=1"
+		done
+		echo "compress-type=lz4"
+		echo "log-path=$W/log"
+		echo "lock-path=$W/run"
+		echo "spool-path=$W/spool-$1-$2"
+		echo "log-level-console=warn"
+		echo "log-level-file=off"
+		if [[ $1 == pgbackrest-async ]]; then
+			echo "archive-async=y"
+			echo "process-max=2"
+		fi
+		echo "[db]"
+		echo "pg1-path=$W/data"
+		echo "pg1-port=$PORT"
+		echo "pg1-socket-path=$W/run"
+		echo "pg1-user=postgres"
+	} >"$f"
+	chown "$OS_USER:$OS_USER" "$f"
+	echo "$f"
+}
+
+calc() { awk "BEGIN { print $* }"; }
+
+busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
+
+# sample_rss PATTERN OUT: the peak RSS (KiB) of processes whose command line
+# matches PATTERN, until killed.
+sample_rss() {
+	local peak=0 cur
+	while :; do
+		cur=$(ps -eo rss=,args= | awk -v p="$1" '$0 ~ p && $0 !~ /awk/ {s+=$1} END {print s+0}')
+		((cur > peak)) && peak=$cur && echo "$peak" >"$2"
+		sleep 0.02
+	done
+}
+
+declare -A SECS
+run() {
+	local tool=$1 nrepos=$2 cfg bin pattern
+	cfg=$(conf "$tool" "$nrepos")
+	case $tool in
+	pgsidecar) bin="$W/pgsidecar"; pattern="pgsidecar --config" ;;
+	pgbackrest*) bin=/usr/bin/pgbackrest; pattern="pgbackrest --config" ;;
+	esac
+	rm -rf "$W/data" && cp -a "$W/template" "$W/data"
+	sed -i "s|^archive_command = 'false'|archive_command = '$bin --config=$cfg --stanza=db archive-push %p'|" "$W/data/postgresql.conf"
+	# The stanza is created by its own tool, on a copy that does not archive.
+	if [[ $tool == pgsidecar ]]; then
+		as_user "$W/pgsidecar" --config="$cfg" --stanza=db stanza-create >/dev/null
+	else
+		as_user pgbackrest --config="$cfg" --stanza=db stanza-create >/dev/null 2>&1 ||
+			as_user pgbackrest --config="$cfg" --stanza=db --no-online stanza-create >/dev/null
+	fi
+	local rssfile=$W/rss
+	echo 0 >"$rssfile"
+	sample_rss "$pattern" "$rssfile" &
+	local sampler=$!
+	local t0 c0 t1 c1 archived=0
+	c0=$(busy_ticks)
+	t0=$(date +%s.%N)
+	as_user "$PG_BIN/pg_ctl" -D "$W/data" -l "$W/data.log" -w start >/dev/null
+	while ((archived < ready)); do
+		archived=$(psql_q "select archived_count from pg_stat_archiver" 2>/dev/null || echo 0)
+		sleep 0.05
+	done
+	t1=$(date +%s.%N)
+	c1=$(busy_ticks)
+	kill "$sampler" 2>/dev/null || true
+	wait "$sampler" 2>/dev/null || true
+	stop_pg "$W/data"
+	local secs cpu mbs cpug rss
+	secs=$(calc "$t1 - $t0")
+	cpu=$(calc "($c1 - $c0) / $(getconf CLK_TCK)")
+	mbs=$(calc "$bytes / 1000000 / $secs")
+	cpug=$(calc "$cpu / ($bytes / 1073741824)")
+	rss=$(($(cat "$rssfile") / 1024))
+	SECS[$tool-$nrepos]=$secs
+	printf '%-18s %5s %8.2f %8.1f %10.2f %9s\n' "$tool" "$nrepos" "$secs" "$mbs" "$cpug" "${rss}MiB"
+	rm -rf "$W"/repo-"$tool"-"$nrepos"-* "$W"/spool-"$tool"-"$nrepos"
+}
+
+printf '\n%-18s %5s %8s %8s %10s %9s\n' tool repos seconds MB/s CPU-s/GiB peak-RSS
+for n in $REPOS; do
+	for tool in $TOOLS; do
+		run "$tool" "$n"
+	done
+done
+echo
+for n in $REPOS; do
+	for base in pgbackrest pgbackrest-async; do
+		if [[ -n ${SECS[pgsidecar-$n]:-} && -n ${SECS[$base-$n]:-} ]]; then
+			printf 'speed-up of pgsidecar over %-16s with %s repo(s): %.2fx\n' "$base" "$n" "$(calc "${SECS[$base-$n]} / ${SECS[pgsidecar-$n]}")"
+		fi
+	done
+done
