@@ -697,7 +697,7 @@ func infoLoadFile(ctx context.Context, r Repo, key, pass, what string, parse fun
 // pgBackRest would raise for it.
 func infoLoadOne(ctx context.Context, r Repo, key, pass string, parse func(name string, data []byte) error) *infoError {
 	path := infoRepoPath(r, key)
-	data, err := infoReadAll(ctx, r.Store, key)
+	data, err := storage.ReadAll(ctx, r.Store, key)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotExist) {
 			return &infoError{"FileMissingError", fmt.Sprintf("unable to open missing file '%s' for read", path)}
@@ -725,19 +725,6 @@ func infoLoadOne(ctx context.Context, r Repo, key, pass string, parse func(name 
 		return &infoError{"FormatError", err.Error()}
 	}
 	return nil
-}
-
-func infoReadAll(ctx context.Context, s storage.Store, key string) ([]byte, error) {
-	rc, err := s.Get(ctx, key, storage.Range{})
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
-	}
-	return b, nil
 }
 
 // infoDecrypt decrypts an info file as pgBackRest's cipher filter does while

@@ -64,20 +64,6 @@ func (r *Repository) ArchiveKey(file string) string { return "archive/" + r.stan
 // BackupKey returns the key of file (relative to backup/<stanza>/).
 func (r *Repository) BackupKey(file string) string { return "backup/" + r.stanza + "/" + file }
 
-// readAll reads a whole (small) object.
-func (r *Repository) readAll(ctx context.Context, key string) ([]byte, error) {
-	rc, err := r.store.Get(ctx, key, storage.Range{})
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
-	}
-	return b, nil
-}
-
 // decrypt decrypts data read from key with pass ("" for plain repositories),
 // turning cipher failures into the repository's sentinels.
 func (r *Repository) decrypt(key string, data []byte, pass string) ([]byte, error) {
@@ -106,7 +92,7 @@ func (r *Repository) decrypt(key string, data []byte, pass string) ([]byte, erro
 func (r *Repository) loadInfo(ctx context.Context, key string, parse func(name string, data []byte) error) error {
 	var errs []error
 	for _, k := range []string{key, key + CopyExt} {
-		data, err := r.readAll(ctx, k)
+		data, err := storage.ReadAll(ctx, r.store, k)
 		if err == nil {
 			data, err = r.decrypt(k, data, r.pass)
 		}
@@ -196,7 +182,7 @@ func (r *Repository) LoadManifest(ctx context.Context, label, pass string) (*Man
 	var m *Manifest
 	var errs []error
 	for _, k := range []string{key, key + CopyExt} {
-		data, err := r.readAll(ctx, k)
+		data, err := storage.ReadAll(ctx, r.store, k)
 		if err == nil {
 			data, err = r.decrypt(k, data, pass)
 		}
