@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -112,21 +114,39 @@ func ArchivePush(ctx context.Context, cfg *config.Config, repos []Repo, log *zap
 		}
 	}
 
+	p, err := newPusher(ctx, cfg, repos, log)
+	if err != nil {
+		return err
+	}
+	res, err := p.Push(ctx, file)
+	if err != nil {
+		return err
+	}
+	log.Info("pushed WAL file to the archive", zap.String("wal", name), zap.Strings("written", res.Written),
+		zap.Strings("already-archived", res.Existing), zap.Int64("size", res.Size), zap.Int64("stored", res.Stored))
+	return nil
+}
+
+// newPusher prepares every repository for archive-push (archive.OpenPush)
+// and returns a Pusher over them, with the compression and check options of
+// cfg. The cluster's version and system id come from pg1-path when it is
+// set; otherwise the first repository's archive.info is taken as the truth.
+func newPusher(ctx context.Context, cfg *config.Config, repos []Repo, log *zap.Logger) (*archive.Pusher, error) {
 	var cl *archive.Cluster
-	if pg != "" {
+	if pgPath(cfg) != "" {
 		c, err := readCluster(cfg)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		cl = &archive.Cluster{Version: c.version, SystemID: c.control.SystemID}
 	}
 	ct, err := compress.ParseType(cfg.CompressType)
 	if err != nil {
-		return withCode(codeOptionInvalid, err)
+		return nil, withCode(codeOptionInvalid, err)
 	}
 	targets, id, err := archive.OpenPush(ctx, stanzas(cfg, repos), cl)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p, err := archive.NewPusher(targets, archive.PushOptions{
 		CompressType:  ct,
@@ -138,17 +158,11 @@ func ArchivePush(ctx context.Context, cfg *config.Config, repos []Repo, log *zap
 	})
 	if err != nil {
 		if errors.Is(err, compress.ErrReadOnly) {
-			return withCode(codeOptionInvalid, err)
+			return nil, withCode(codeOptionInvalid, err)
 		}
-		return err
+		return nil, err
 	}
-	res, err := p.Push(ctx, file)
-	if err != nil {
-		return err
-	}
-	log.Info("pushed WAL file to the archive", zap.String("wal", name), zap.Strings("written", res.Written),
-		zap.Strings("already-archived", res.Existing), zap.Int64("size", res.Size), zap.Int64("stored", res.Stored))
-	return nil
+	return p, nil
 }
 
 // ArchiveGet is the archive-get command (restore_command =
@@ -193,4 +207,98 @@ func ArchiveGet(ctx context.Context, cfg *config.Config, repos []Repo, log *zap.
 	}
 	log.Info(fmt.Sprintf("found %s in the %s: %s archive", name, res.Repo, res.ArchiveID))
 	return nil
+}
+
+// daemonTimeout is how long a client waits for the daemon's answer:
+// archive-timeout, as pgBackRest's asynchronous archiving waits for its
+// background process.
+func daemonTimeout(cfg *config.Config) time.Duration {
+	if cfg.ArchiveTimeout > 0 {
+		return cfg.ArchiveTimeout
+	}
+	return 60 * time.Second
+}
+
+// pushViaDaemon asks the daemon (pgsidecar run) to push the file of an
+// archive-push command. It reports handled=false, and the caller pushes the
+// file itself, whenever the daemon cannot answer: no daemon, a daemon
+// shutting down, a broken connection, or no answer within archive-timeout.
+// Archiving never depends on the daemon. The parameters are checked as
+// ArchivePush checks them, and left to it when they are wrong; a file
+// outside pg1-path/pg_wal is pushed by the caller too. With
+// archive-push-queue-max exceeded the file is dropped here, as ArchivePush
+// would.
+func pushViaDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger) (bool, error) {
+	pg := pgPath(cfg)
+	if len(cfg.Parameters) != 1 || pg == "" {
+		return false, nil
+	}
+	file, err := resolveWALPath(cfg.Parameters[0], pg, "archive-push")
+	if err != nil {
+		return false, nil
+	}
+	name := filepath.Base(file)
+	if _, err := archive.ParseName(name); err != nil || filepath.Clean(file) != filepath.Join(pg, "pg_wal", name) {
+		return false, nil
+	}
+	if limit := cfg.ArchivePushQueueMax; limit != nil {
+		drop, err := archive.QueueExceeded(filepath.Dir(file), *limit)
+		if err != nil {
+			return false, nil
+		}
+		if drop {
+			log.Warn(archive.DropWarning(name, *limit))
+			return true, nil
+		}
+	}
+	return askDaemon(ctx, cfg, request{Op: "push", Name: name, Path: filepath.Clean(file)}, log)
+}
+
+// getViaDaemon asks the daemon to restore the file of an archive-get
+// command into pg_wal, on the same terms as pushViaDaemon.
+func getViaDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger) (bool, error) {
+	pg := pgPath(cfg)
+	if len(cfg.Parameters) != 2 || pg == "" {
+		return false, nil
+	}
+	name := filepath.Base(cfg.Parameters[0])
+	if _, err := archive.ParseName(name); err != nil {
+		return false, nil
+	}
+	dest, err := resolveWALPath(cfg.Parameters[1], pg, "archive-get")
+	if err != nil || filepath.Dir(filepath.Clean(dest)) != filepath.Join(pg, "pg_wal") || !restoreName(filepath.Base(dest)) {
+		return false, nil
+	}
+	handled, err := askDaemon(ctx, cfg, request{Op: "get", Name: name, Path: filepath.Clean(dest)}, log)
+	if handled && errorCode(err) == codeNotFound {
+		log.Info("unable to find " + name + " in the archive")
+		return true, withCode(codeNotFound, fmt.Errorf("%w: %w", err, archive.ErrNotFound))
+	}
+	return handled, err
+}
+
+// askDaemon sends req to the stanza's daemon and returns its outcome, or
+// handled=false when no daemon answered.
+func askDaemon(ctx context.Context, cfg *config.Config, req request, log *zap.Logger) (bool, error) {
+	socket, err := SocketPath(cfg)
+	if err != nil {
+		return false, nil
+	}
+	start := time.Now()
+	resp, err := callDaemon(ctx, socket, req, daemonTimeout(cfg))
+	switch {
+	case errors.Is(err, errNoDaemon):
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			log.Warn("the daemon did not answer in time: working alone", zap.String("wal", req.Name), zap.Error(err))
+		} else {
+			log.Debug("no daemon answers: working alone", zap.String("socket", socket), zap.Error(err))
+		}
+		return false, nil
+	case err != nil:
+		return true, err
+	}
+	log.Info("daemon answered", zap.String("op", req.Op), zap.String("wal", req.Name), zap.Bool("ok", resp.OK),
+		zap.String("message", resp.Message), zap.Duration("elapsed", time.Since(start)))
+	return true, resp.err()
 }

@@ -42,6 +42,9 @@ type Deps struct {
 	// variables pgBackRest reads (AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE)
 	// from it, never from the process directly.
 	Env []string
+	// Reload, when set, lets the daemon (run) read its configuration again
+	// on request (SIGHUP).
+	Reload *Reloader
 }
 
 func (d Deps) getenv(name string) string {

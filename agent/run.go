@@ -6,6 +6,8 @@ import (
 	"io"
 	"runtime"
 
+	"go.uber.org/zap"
+
 	"github.com/pgsidecar/pgsidecar/config"
 )
 
@@ -46,6 +48,24 @@ func Run(ctx context.Context, cfg *config.Config, d Deps, out io.Writer) error {
 	case "config":
 		return cfg.Describe(out, false)
 	}
+	// archive_command and restore_command ask the daemon first: it answers
+	// over warm repository connections, often with a push already done.
+	var viaDaemon func(context.Context, *config.Config, *zap.Logger) (bool, error)
+	switch cfg.Command {
+	case "archive-push":
+		viaDaemon = pushViaDaemon
+	case "archive-get":
+		viaDaemon = getViaDaemon
+	}
+	if viaDaemon != nil {
+		log := d.Log
+		if log == nil {
+			log = zap.NewNop()
+		}
+		if handled, err := viaDaemon(ctx, cfg, log); handled {
+			return err
+		}
+	}
 	run, ok := repoCommands()[cfg.Command]
 	if !ok {
 		return withCode(48, fmt.Errorf("command %q is not implemented by pgsidecar yet", cfg.Command))
@@ -75,6 +95,9 @@ func repoCommands() map[string]repoCommand {
 		},
 		"archive-get": func(ctx context.Context, cfg *config.Config, repos []Repo, d Deps, _ io.Writer) error {
 			return ArchiveGet(ctx, cfg, repos, d.Log)
+		},
+		"run": func(ctx context.Context, cfg *config.Config, repos []Repo, d Deps, _ io.Writer) error {
+			return RunDaemon(ctx, cfg, repos, d)
 		},
 		"info": func(ctx context.Context, cfg *config.Config, repos []Repo, _ Deps, out io.Writer) error {
 			return Info(ctx, cfg, repos, out)

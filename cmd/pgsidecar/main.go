@@ -84,6 +84,15 @@ func run(args, env []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	deps := agent.Deps{Log: log, Registry: prometheus.NewRegistry(), Env: env, Version: version}
+	if cfg.Command == "run" {
+		// SIGHUP reloads the daemon's configuration from the same input.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		deps.Reload = &agent.Reloader{Requests: hup, Load: func() (*config.Config, error) {
+			return config.Load(config.Input{Args: args, Env: env})
+		}}
+	}
 	if err := agent.Run(ctx, cfg, deps, stdout); err != nil {
 		code := exitCode(err)
 		if cfg.Command == "archive-get" && code == 1 {

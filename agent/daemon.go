@@ -1,0 +1,684 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/pgsidecar/pgsidecar/archive"
+	"github.com/pgsidecar/pgsidecar/config"
+)
+
+// Reloader lets the daemon read its configuration again on request
+// (SIGHUP). cmd wires it; a nil Reloader disables reloads.
+type Reloader struct {
+	// Requests receives one value per reload request.
+	Requests <-chan os.Signal
+	// Load reads the configuration again, from the same input as at start.
+	Load func() (*config.Config, error)
+}
+
+// daemonOptions are the daemon's tunables; tests shorten them.
+type daemonOptions struct {
+	// socket is the unix socket path; SocketPath(cfg) when empty.
+	socket string
+	// rescan is the period of the full rescan of archive_status, which
+	// catches what file system events missed.
+	rescan time.Duration
+	// drain bounds the wait for in-flight pushes at shutdown; they are then
+	// cancelled.
+	drain time.Duration
+	// backlogWarn is the number of ready files above which a warning is logged.
+	backlogWarn int
+	// retryMin and retryMax bound the backoff before a failed look-ahead
+	// push is tried again (a request from PostgreSQL always retries at once).
+	retryMin, retryMax time.Duration
+	// started, when set, is called with the daemon once it listens (tests).
+	started func(*daemon)
+}
+
+func defaultDaemonOptions() daemonOptions {
+	return daemonOptions{
+		rescan:      time.Second,
+		drain:       20 * time.Second,
+		backlogWarn: 16,
+		retryMin:    5 * time.Second,
+		retryMax:    time.Minute,
+	}
+}
+
+// RunDaemon is pgsidecar run: the long-running sidecar daemon of a stanza.
+// It runs, under one errgroup:
+//
+//   - a unix socket server (SocketPath) that answers archive-push and
+//     archive-get from PostgreSQL's archive_command and restore_command;
+//   - a WAL watcher: fsnotify on pg1-path/pg_wal/archive_status plus a
+//     rescan every second, which pushes .ready files before PostgreSQL asks,
+//     in WAL order, at most process-max at a time. Status files are
+//     PostgreSQL's: the daemon never renames them;
+//   - the reload loop, when d.Reload is set: the new configuration is
+//     loaded and its repositories opened and checked before it replaces the
+//     current one; a bad one is logged and the current one kept.
+//
+// When ctx is cancelled (SIGTERM) the daemon stops accepting connections and
+// starting pushes, waits for the pushes in flight (at most 20 s, then they
+// are cancelled: a cancelled push leaves no object behind, and PostgreSQL
+// asks again), removes its socket and returns nil.
+//
+// repos are the opened repositories of cfg; they stay the caller's. Metrics
+// go to d.Registry.
+func RunDaemon(ctx context.Context, cfg *config.Config, repos []Repo, d Deps) error {
+	return runDaemon(ctx, cfg, repos, d, defaultDaemonOptions())
+}
+
+// generation is one configuration with its repositories and, once built,
+// the Pusher over them. A reload replaces the current generation; the old
+// one is closed when its last push ends.
+type generation struct {
+	cfg   *config.Config
+	repos []Repo
+	owned bool // the daemon opened repos (reload) and closes them
+	users sync.WaitGroup
+	// pusher is guarded by daemon.mu; nil until built, and again after a
+	// push failed (archive.info may have changed: stanza-upgrade).
+	// pusherAt is when it was built: it is rebuilt after pusherMaxAge, so
+	// that archive.info is read again now and then, as pgBackRest reads it
+	// for every push.
+	pusher   *archive.Pusher
+	pusherAt time.Time
+}
+
+// pusherMaxAge is how long a Pusher (the archive.info it checked) is used.
+const pusherMaxAge = 5 * time.Minute
+
+// entry is the state of one WAL file the daemon pushes or pushed.
+type entry struct {
+	done      chan struct{} // closed when the attempt ends
+	finished  bool          // guarded by daemon.mu; set before done is closed
+	err       error         // valid once done is closed
+	attempts  int           // consecutive failed attempts before this one
+	retryAt   time.Time     // when a failed look-ahead may be tried again
+	lookahead bool
+}
+
+// daemon is the state of RunDaemon.
+type daemon struct {
+	log    *zap.Logger
+	deps   Deps
+	opts   daemonOptions
+	walDir string
+	socket string
+	m      *daemonMetrics
+
+	// work is the context of pushes and answers; it outlives ctx by the
+	// drain period.
+	work   context.Context
+	pushes sync.WaitGroup
+	conns  sync.WaitGroup
+
+	mu        sync.Mutex
+	gen       *generation
+	entries   map[string]*entry
+	lookahead int  // look-ahead pushes in flight
+	closing   bool // no new push starts
+	backlog   bool // the backlog warning is raised
+
+	kick chan struct{} // asks the watcher for a rescan
+}
+
+func runDaemon(ctx context.Context, cfg *config.Config, repos []Repo, deps Deps, opts daemonOptions) error {
+	log := deps.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	pg := pgPath(cfg)
+	if pg == "" {
+		return withCode(codeOptionMissing, errors.New("run requires option pg1-path: the daemon watches pg1-path/pg_wal"))
+	}
+	if opts.socket == "" {
+		s, err := SocketPath(cfg)
+		if err != nil {
+			return withCode(codeOptionInvalid, err)
+		}
+		opts.socket = s
+	}
+	m, err := newDaemonMetrics(deps.Registry)
+	if err != nil {
+		return err
+	}
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	d := &daemon{
+		log: log, deps: deps, opts: opts, walDir: filepath.Join(pg, "pg_wal"), socket: opts.socket, m: m,
+		work:    work,
+		gen:     &generation{cfg: cfg, repos: repos},
+		entries: map[string]*entry{},
+		kick:    make(chan struct{}, 1),
+	}
+	ln, sockInfo, err := listenSocket(d.socket)
+	if err != nil {
+		return err
+	}
+	defer removeSocket(d.socket, sockInfo)
+	log.Info("daemon started", zap.String("stanza", cfg.Stanza), zap.String("socket", d.socket),
+		zap.String("pg-wal", d.walDir), zap.Int("process-max", max(cfg.ProcessMax, 1)))
+
+	if opts.started != nil {
+		opts.started(d)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.serve(gctx, ln) })
+	g.Go(func() error { return d.watch(gctx) })
+	if deps.Reload != nil {
+		g.Go(func() error { return d.reloadLoop(gctx, deps.Reload) })
+	}
+	err = g.Wait()
+
+	// Drain: no new pushes; wait for those in flight and their answers.
+	d.mu.Lock()
+	d.closing = true
+	d.mu.Unlock()
+	drained := make(chan struct{})
+	go func() {
+		d.pushes.Wait()
+		d.conns.Wait()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-time.After(opts.drain):
+		log.Warn("pushes still running after the drain period: cancelling them", zap.Duration("drain", opts.drain))
+		cancelWork()
+		<-drained
+	}
+	d.mu.Lock()
+	last := d.gen
+	d.mu.Unlock()
+	d.retire(last)
+	log.Info("daemon stopped")
+	return err
+}
+
+// serve accepts connections until ctx is done.
+func (d *daemon) serve(ctx context.Context, ln *net.UnixListener) error {
+	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
+	defer stop()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("accept: %w", err)
+			}
+			d.log.Warn("accept on the daemon socket failed", zap.Error(err))
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		d.conns.Go(func() { d.handle(c) })
+	}
+}
+
+// handle answers one connection.
+func (d *daemon) handle(c net.Conn) {
+	defer c.Close()
+	req, err := readRequest(c)
+	if err != nil {
+		d.log.Debug("bad request on the daemon socket", zap.Error(err))
+		_ = writeResponse(c, response{Code: codeParamInvalid, Message: "bad request: " + err.Error()})
+		return
+	}
+	start := time.Now()
+	resp := d.answer(req)
+	if err := writeResponse(c, resp); err != nil {
+		d.log.Debug("answer not delivered", zap.String("op", req.Op), zap.String("wal", req.Name), zap.Error(err))
+	}
+	d.log.Debug("answered", zap.String("op", req.Op), zap.String("wal", req.Name), zap.Bool("ok", resp.OK),
+		zap.Duration("elapsed", time.Since(start)))
+}
+
+// answer validates a request and runs it. The name is checked before any
+// path is looked at, and no file is touched for an invalid request.
+func (d *daemon) answer(req request) response {
+	if req.V != protocolVersion {
+		return response{Fallback: true, Message: fmt.Sprintf("protocol version %d is not supported", req.V)}
+	}
+	if _, err := archive.ParseName(req.Name); err != nil {
+		return errorResponse(err)
+	}
+	if !filepath.IsAbs(req.Path) {
+		return errorResponse(withCode(codeParamInvalid, fmt.Errorf("path %q is not absolute", req.Path)))
+	}
+	p := filepath.Clean(req.Path)
+	switch req.Op {
+	case "push":
+		if p != filepath.Join(d.walDir, req.Name) {
+			return errorResponse(withCode(codeParamInvalid, fmt.Errorf("path %q is not %s in %s", req.Path, req.Name, d.walDir)))
+		}
+		err := d.push(d.work, req.Name)
+		if errors.Is(err, errClosing) {
+			return response{Fallback: true, Message: err.Error()}
+		}
+		if err != nil {
+			return errorResponse(err)
+		}
+		return response{OK: true, Message: "WAL file " + req.Name + " is archived in every repository"}
+	case "get":
+		if filepath.Dir(p) != d.walDir || !restoreName(filepath.Base(p)) {
+			return errorResponse(withCode(codeParamInvalid, fmt.Errorf("destination %q is not a WAL file or RECOVERYXLOG/RECOVERYHISTORY in %s", req.Path, d.walDir)))
+		}
+		res, err := d.get(d.work, req.Name, p)
+		if err != nil {
+			return errorResponse(err)
+		}
+		return response{OK: true, Message: fmt.Sprintf("found %s in the %s: %s archive", req.Name, res.Repo, res.ArchiveID)}
+	}
+	return errorResponse(withCode(codeParamInvalid, fmt.Errorf("unknown operation %q", req.Op)))
+}
+
+// restoreName reports whether name may be the destination of a restore in
+// pg_wal: what PostgreSQL passes as %p (RECOVERYXLOG, RECOVERYHISTORY) or a
+// WAL file name (pg_rewind, standby tools).
+func restoreName(name string) bool {
+	if name == "RECOVERYXLOG" || name == "RECOVERYHISTORY" {
+		return true
+	}
+	_, err := archive.ParseName(name)
+	return err == nil
+}
+
+// errClosing reports a push refused because the daemon is shutting down.
+var errClosing = errors.New("the daemon is shutting down")
+
+// push archives the WAL file name of pg_wal and returns when it is durable
+// in every repository or failed. A push of the same file in flight (a
+// look-ahead) is waited for instead of started again, and one that
+// succeeded answers at once. A failed one is tried again.
+func (d *daemon) push(ctx context.Context, name string) error {
+	d.mu.Lock()
+	e := d.entries[name]
+	if e == nil || (e.finished && e.err != nil) {
+		if d.closing {
+			d.mu.Unlock()
+			return errClosing
+		}
+		e = d.startLocked(name, e, false)
+	}
+	d.mu.Unlock()
+	select {
+	case <-e.done:
+		return e.err
+	case <-ctx.Done():
+		return fmt.Errorf("archive-push %s: %w", name, ctx.Err())
+	}
+}
+
+// startLocked starts a push of name; prev is its failed attempt, if any.
+// d.mu is held.
+func (d *daemon) startLocked(name string, prev *entry, lookahead bool) *entry {
+	e := &entry{done: make(chan struct{}), lookahead: lookahead}
+	if prev != nil {
+		e.attempts = prev.attempts + 1
+	}
+	d.entries[name] = e
+	if lookahead {
+		d.lookahead++
+	}
+	d.m.inflight.Inc()
+	d.pushes.Go(func() { d.run(e, name) })
+	return e
+}
+
+// run pushes one file and records the outcome.
+func (d *daemon) run(e *entry, name string) {
+	start := time.Now()
+	res, err := d.pushOnce(name)
+	d.m.inflight.Dec()
+	d.m.record(res, err)
+	if err == nil {
+		d.m.lastPush.Store(time.Now().UnixNano())
+		d.log.Info("pushed WAL file to the archive", zap.String("wal", name), zap.Bool("look-ahead", e.lookahead),
+			zap.Strings("written", res.Written), zap.Strings("already-archived", res.Existing),
+			zap.Duration("elapsed", time.Since(start)))
+	} else {
+		d.log.Warn("WAL push failed", zap.String("wal", name), zap.Bool("look-ahead", e.lookahead),
+			zap.Int("attempt", e.attempts+1), zap.Error(err))
+	}
+	d.mu.Lock()
+	e.err = err
+	e.finished = true
+	if err != nil {
+		backoff := d.opts.retryMin << min(e.attempts, 10)
+		e.retryAt = time.Now().Add(min(backoff, d.opts.retryMax))
+	}
+	if e.lookahead {
+		d.lookahead--
+	}
+	close(e.done)
+	d.mu.Unlock()
+	d.rescanSoon()
+}
+
+// pushOnce pushes pg_wal/name with the current generation's Pusher, building
+// it first when needed. A failure drops the Pusher, so that the next push
+// reads archive.info again.
+func (d *daemon) pushOnce(name string) (archive.PushResult, error) {
+	g, p, err := d.pusher(d.work)
+	if err != nil {
+		return archive.PushResult{}, err
+	}
+	defer g.users.Done()
+	res, err := p.Push(d.work, filepath.Join(d.walDir, name))
+	if err != nil {
+		d.mu.Lock()
+		if g.pusher == p {
+			g.pusher = nil
+		}
+		d.mu.Unlock()
+	}
+	return res, err
+}
+
+// pusher returns the current generation, with a user added (the caller calls
+// g.users.Done), and its Pusher.
+func (d *daemon) pusher(ctx context.Context) (*generation, *archive.Pusher, error) {
+	d.mu.Lock()
+	g := d.gen
+	g.users.Add(1)
+	p := g.pusher
+	if p != nil && time.Since(g.pusherAt) > pusherMaxAge {
+		p, g.pusher = nil, nil
+	}
+	d.mu.Unlock()
+	if p != nil {
+		return g, p, nil
+	}
+	p, err := newPusher(ctx, g.cfg, g.repos, d.log)
+	if err != nil {
+		g.users.Done()
+		return nil, nil, err
+	}
+	d.mu.Lock()
+	if g.pusher == nil {
+		g.pusher, g.pusherAt = p, time.Now()
+	}
+	d.mu.Unlock()
+	return g, p, nil
+}
+
+// get restores name to dest, as archive-get does, over the warm repositories.
+func (d *daemon) get(ctx context.Context, name, dest string) (archive.GetResult, error) {
+	d.mu.Lock()
+	g := d.gen
+	g.users.Add(1)
+	d.mu.Unlock()
+	defer g.users.Done()
+	c, err := readCluster(g.cfg)
+	if err != nil {
+		return archive.GetResult{}, err
+	}
+	sources := archive.OpenGet(ctx, stanzas(g.cfg, g.repos), archive.Cluster{Version: c.version, SystemID: c.control.SystemID})
+	res, err := archive.Get(ctx, sources, name, dest, d.log)
+	if errors.Is(err, archive.ErrNotFound) {
+		return res, withCode(codeNotFound, err)
+	}
+	return res, err
+}
+
+// rescanSoon asks the watcher for a rescan.
+func (d *daemon) rescanSoon() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// watch runs the WAL watcher until ctx is done.
+func (d *daemon) watch(ctx context.Context) error {
+	status := filepath.Join(d.walDir, "archive_status")
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		d.log.Warn("file system events unavailable: rescanning only", zap.Error(err))
+	} else {
+		defer w.Close()
+	}
+	var events chan fsnotify.Event
+	var errs chan error
+	watching := false
+	tick := time.NewTicker(d.opts.rescan)
+	defer tick.Stop()
+	for {
+		if w != nil && !watching {
+			if err := w.Add(status); err == nil {
+				watching = true
+				events, errs = w.Events, w.Errors
+			}
+		}
+		d.scan()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		case <-d.kick:
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			if ev.Name == status && ev.Has(fsnotify.Remove|fsnotify.Rename) {
+				_ = w.Remove(status)
+				watching = false
+			}
+		case err, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			d.log.Warn("file system events", zap.Error(err))
+		}
+	}
+}
+
+// scan reads archive_status, updates the backlog metrics, forgets the files
+// PostgreSQL has archived (their .ready is gone), and starts look-ahead
+// pushes in WAL order while fewer than process-max are in flight.
+func (d *daemon) scan() {
+	files, err := archive.ReadyFiles(d.walDir)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			d.log.Warn("scan of archive_status failed", zap.Error(err))
+		}
+		return
+	}
+	var bytes int64
+	ready := make(map[string]bool, len(files))
+	for _, f := range files {
+		bytes += f.Size
+		ready[f.Name] = true
+	}
+	d.m.ready.Set(float64(len(files)))
+	d.m.readyBytes.Set(float64(bytes))
+
+	now := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch over := len(files) > d.opts.backlogWarn; {
+	case over && !d.backlog:
+		d.log.Warn("WAL archive backlog is growing", zap.Int("ready-files", len(files)), zap.Int64("ready-bytes", bytes),
+			zap.Int("threshold", d.opts.backlogWarn))
+	case !over && d.backlog:
+		d.log.Info("WAL archive backlog is back under the threshold", zap.Int("ready-files", len(files)))
+	}
+	d.backlog = len(files) > d.opts.backlogWarn
+	for name, e := range d.entries {
+		if e.finished && !ready[name] {
+			delete(d.entries, name)
+		}
+	}
+	if d.closing {
+		return
+	}
+	limit := max(d.gen.cfg.ProcessMax, 1)
+	for _, f := range files {
+		if d.lookahead >= limit {
+			return
+		}
+		e := d.entries[f.Name]
+		if e != nil && (!e.finished || e.err == nil || now.Before(e.retryAt)) {
+			continue
+		}
+		d.startLocked(f.Name, e, true)
+	}
+}
+
+// reloadLoop reloads the configuration on each request until ctx is done.
+func (d *daemon) reloadLoop(ctx context.Context, r *Reloader) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.Requests:
+			if err := d.reload(ctx, r.Load); err != nil {
+				d.log.Error("configuration reload failed: keeping the current configuration", zap.Error(err))
+			} else {
+				d.log.Info("configuration reloaded")
+			}
+		}
+	}
+}
+
+// reload loads, opens and checks a new configuration, then makes it
+// current. The stanza, pg1-path and the socket cannot change without a
+// restart.
+func (d *daemon) reload(ctx context.Context, load func() (*config.Config, error)) error {
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	old := d.gen.cfg
+	d.mu.Unlock()
+	if cfg.Stanza != old.Stanza || pgPath(cfg) != pgPath(old) {
+		return fmt.Errorf("stanza and pg1-path cannot change without a restart (stanza %q, pg1-path %q)", cfg.Stanza, pgPath(cfg))
+	}
+	if s, err := SocketPath(cfg); err != nil || s != d.socket {
+		return fmt.Errorf("the socket path cannot change without a restart (%s, now %q: %v)", d.socket, s, err)
+	}
+	// Storage metrics are registered once, at start: the reloaded
+	// repositories are not instrumented.
+	repos, err := OpenRepos(ctx, cfg, Deps{Log: d.log, Env: d.deps.Env, Version: d.deps.Version})
+	if err != nil {
+		return err
+	}
+	p, err := newPusher(ctx, cfg, repos, d.log)
+	if err != nil {
+		_ = CloseRepos(repos)
+		return err
+	}
+	d.mu.Lock()
+	prev := d.gen
+	d.gen = &generation{cfg: cfg, repos: repos, owned: true, pusher: p, pusherAt: time.Now()}
+	d.mu.Unlock()
+	go d.retire(prev)
+	return nil
+}
+
+// retire closes a generation's repositories, when the daemon opened them,
+// after its last user is done.
+func (d *daemon) retire(g *generation) {
+	g.users.Wait()
+	if g.owned {
+		if err := CloseRepos(g.repos); err != nil {
+			d.log.Warn("close repositories", zap.Error(err))
+		}
+	}
+}
+
+// config returns the current configuration.
+func (d *daemon) config() *config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.gen.cfg
+}
+
+// daemonMetrics are the daemon's Prometheus metrics.
+type daemonMetrics struct {
+	ready      prometheus.Gauge
+	readyBytes prometheus.Gauge
+	inflight   prometheus.Gauge
+	pushes     *prometheus.CounterVec
+	lastPush   atomic.Int64 // unix nanoseconds of the last successful push
+}
+
+// newDaemonMetrics registers the daemon's metrics with reg (nil: none).
+func newDaemonMetrics(reg prometheus.Registerer) (*daemonMetrics, error) {
+	m := &daemonMetrics{
+		ready: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pgsidecar_archive_ready_files",
+			Help: "WAL files PostgreSQL has marked ready for archiving (.ready status files)."}),
+		readyBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pgsidecar_archive_ready_bytes",
+			Help: "Size of the WAL files ready for archiving."}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pgsidecar_archive_pushes_in_flight",
+			Help: "WAL pushes in progress."}),
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgsidecar_archive_push_total",
+			Help: "WAL file pushes by repository and result (written, existing, failed)."}, []string{"repo", "result"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	age := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pgsidecar_archive_last_push_age_seconds",
+		Help: "Seconds since the last successful WAL push (NaN before the first)."},
+		m.lastPushAge)
+	for _, c := range []prometheus.Collector{m.ready, m.readyBytes, m.inflight, m.pushes, age} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register daemon metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// lastPushAge is the age of the last successful push in seconds, NaN before
+// the first.
+func (m *daemonMetrics) lastPushAge() float64 {
+	t := m.lastPush.Load()
+	if t == 0 {
+		return math.NaN()
+	}
+	return time.Since(time.Unix(0, t)).Seconds()
+}
+
+// record counts one push per repository.
+func (m *daemonMetrics) record(res archive.PushResult, err error) {
+	for _, r := range res.Written {
+		m.pushes.WithLabelValues(r, "written").Inc()
+	}
+	for _, r := range res.Existing {
+		m.pushes.WithLabelValues(r, "existing").Inc()
+	}
+	var pe *archive.PushError
+	switch {
+	case errors.As(err, &pe):
+		for _, r := range pe.Repos {
+			m.pushes.WithLabelValues(r.Repo, "failed").Inc()
+		}
+	case err != nil:
+		m.pushes.WithLabelValues("", "failed").Inc()
+	}
+}
