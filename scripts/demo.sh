@@ -47,6 +47,7 @@ if ! runuser -u "$OS_USER" -- test -x "$BIN"; then
 fi
 
 cleanup() {
+	if [[ -n ${DAEMON:-} ]]; then kill "$DAEMON" 2>/dev/null || true; fi
 	if [[ -f $DEMO/pgdata/postmaster.pid ]]; then
 		runuser -u "$OS_USER" -- "$PG_BIN/pg_ctl" -D "$DEMO/pgdata" -m immediate stop >/dev/null 2>&1 || true
 	fi
@@ -60,8 +61,8 @@ trap cleanup EXIT
 if [[ -f $DEMO/pgdata/postmaster.pid ]]; then
 	runuser -u "$OS_USER" -- "$PG_BIN/pg_ctl" -D "$DEMO/pgdata" -m immediate stop >/dev/null 2>&1 || true
 fi
-rm -rf "$DEMO"/{pgdata,run,repo1,conf.d}
-mkdir -p "$DEMO"/{run,repo1,conf.d}
+rm -rf "$DEMO"/{pgdata,run,repo1,conf.d,spool}
+mkdir -p "$DEMO"/{run,repo1,conf.d,spool}
 chown -R "$OS_USER:$OS_USER" "$DEMO"
 
 step "A throwaway PostgreSQL 15 cluster on port $PORT"
@@ -86,6 +87,8 @@ repo1-retention-full=2
 log-level-console=info
 compress-type=lz4
 process-max=2
+archive-async=y
+spool-path=$DEMO/spool
 
 [$STANZA]
 pg1-path=$DEMO/pgdata
@@ -107,6 +110,14 @@ step "pgsidecar stanza-create: archive.info and backup.info in repo1, read from 
 as_user "${PGS[@]}" stanza-create
 find "$DEMO/repo1" -type f | sed "s|$DEMO/||" | sort | sed 's/^/    /'
 
+step "pgsidecar run: the warm sidecar daemon (socket $DEMO/spool/pgsidecar-$STANZA.sock)"
+printf '$ %s &\n' "${PGS[*]} run"
+DAEMON_LOG=$DEMO/daemon.log
+# setpriv execs the daemon itself, so SIGTERM reaches it directly.
+setpriv --reuid="$OS_USER" --regid="$OS_USER" --init-groups "${PGS[@]}" --log-level-console=info run >"$DAEMON_LOG" 2>&1 &
+DAEMON=$!
+for _ in $(seq 1 50); do [[ -S $DEMO/spool/pgsidecar-$STANZA.sock ]] && break; sleep 0.1; done
+
 step "WAL archiving: PostgreSQL's archive_command is 'pgsidecar archive-push %p'"
 grep '^archive_command' "$DEMO/pgdata/postgresql.conf" | sed 's/^/    /'
 PSQL=("$PG_BIN/psql" -h "$DEMO/run" -p "$PORT" -U postgres -Atq)
@@ -120,6 +131,8 @@ for _ in $(seq 1 100); do
 done
 as_user "${PSQL[@]}" -c "select 'archived: ' || archived_count || ', failed: ' || failed_count || ', last: ' || last_archived_wal from pg_stat_archiver"
 find "$DEMO/repo1/archive" -type f -name '0000*' | sed "s|$DEMO/||" | sort | sed 's/^/    /'
+echo "    the daemon's log:"
+sed 's/^/      /' "$DEMO/daemon.log" | tail -n 12
 
 step "archive-get (restore_command) fetches $SEG back: identical to pg_wal's copy"
 as_user "${PGS[@]}" archive-get "$SEG" "$DEMO/run/$SEG.fetched"
@@ -139,6 +152,16 @@ cmp "$DEMO/pgdata/pg_wal/$SEG" "$DEMO/run/$SEG.pgbackrest" && echo "    identica
 
 step "pgsidecar verify: every archived WAL file decrypted, decompressed and checksummed"
 as_user "${PGS[@]}" verify
+
+step "stopping the daemon (SIGTERM: in-flight pushes drain first)"
+kill -TERM "$DAEMON"
+if wait "$DAEMON"; then
+	echo "    daemon exited cleanly"
+else
+	echo "    daemon exited with status $?"
+fi
+tail -n 2 "$DAEMON_LOG" | sed 's/^/    /'
+DAEMON=
 
 step "done"
 echo "demo: everything above ran against $DEMO; it is removed now."
