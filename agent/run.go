@@ -102,6 +102,9 @@ func repoCommands() map[string]repoCommand {
 		"info": func(ctx context.Context, cfg *config.Config, repos []Repo, _ Deps, out io.Writer) error {
 			return Info(ctx, cfg, repos, out)
 		},
+		"backup": func(ctx context.Context, cfg *config.Config, repos []Repo, d Deps, _ io.Writer) error {
+			return Backup(ctx, cfg, repos, d.Log)
+		},
 		"verify": func(ctx context.Context, cfg *config.Config, repos []Repo, d Deps, out io.Writer) error {
 			return Verify(ctx, cfg, repos, d.Log, out)
 		},

@@ -1,0 +1,140 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/pgsidecar/pgsidecar/backup"
+	"github.com/pgsidecar/pgsidecar/config"
+	"github.com/pgsidecar/pgsidecar/repo"
+)
+
+// pgBackRest error codes used by the backup command.
+const (
+	codeArchiveTimeout = 82
+	codeDBConnect      = 56
+	codeLockAcquire    = 50
+)
+
+// defaultSocketPath is pgBackRest's compiled-in pg-socket-path default.
+const defaultSocketPath = "/var/run/postgresql"
+
+// connConfig returns the connection to pg1: the unix socket in pg1-socket-path, pg1-port,
+// pg1-user (libpq's default, the OS user, when unset) and pg1-database.
+func connConfig(cfg *config.Config) (*pgx.ConnConfig, error) {
+	p := cfg.Pgs[0]
+	quote := func(s string) string {
+		return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+	}
+	socket := p.SocketPath
+	if socket == "" {
+		socket = defaultSocketPath
+	}
+	port := p.Port
+	if port == 0 {
+		port = 5432
+	}
+	db := p.Database
+	if db == "" {
+		db = "postgres"
+	}
+	parts := []string{
+		"host=" + quote(socket), "port=" + strconv.Itoa(port), "dbname=" + quote(db),
+		"application_name=" + quote("pgsidecar [backup]"), "sslmode=disable",
+	}
+	if p.User != "" {
+		parts = append(parts, "user="+quote(p.User))
+	}
+	cc, err := pgx.ParseConfig(strings.Join(parts, " "))
+	if err != nil {
+		return nil, fmt.Errorf("pg1 connection options: %w", err)
+	}
+	return cc, nil
+}
+
+// backupRepo returns the repository a backup goes to: --repo, or repo1 (the first
+// configured) as pgBackRest defaults to.
+func backupRepo(cfg *config.Config, repos []Repo) (Repo, error) {
+	if len(repos) == 0 {
+		return Repo{}, withCode(codeOptionMissing, errors.New("no repository is configured"))
+	}
+	if cfg.RepoSelected != 0 {
+		for _, r := range repos {
+			if r.Config.Index == cfg.RepoSelected {
+				return r, nil
+			}
+		}
+		return Repo{}, withCode(codeOptionInvalid, fmt.Errorf("--repo=%d is not configured", cfg.RepoSelected))
+	}
+	return repos[0], nil
+}
+
+// Backup is the backup command: an online full, differential or incremental backup of
+// pg1 into one repository (--repo, default the first), in pgBackRest 2.45's format.
+func Backup(ctx context.Context, cfg *config.Config, repos []Repo, log *zap.Logger) error {
+	if len(cfg.Pgs) == 0 || cfg.Pgs[0].Path == "" {
+		return withCode(codeOptionMissing, errors.New("backup requires option pg1-path"))
+	}
+	if cfg.Pgs[0].Host != "" {
+		return withCode(codeOptionInvalid, errors.New("pg1-host: backup of a remote cluster is not supported by pgsidecar"))
+	}
+	typ := repo.BackupType(cfg.Type)
+	if cfg.Type == "" {
+		typ = repo.BackupIncr
+	}
+	if !typ.Valid() {
+		return withCode(codeOptionInvalid, fmt.Errorf("invalid backup type '%s' (full, diff or incr)", cfg.Type))
+	}
+	r, err := backupRepo(cfg, repos)
+	if err != nil {
+		return err
+	}
+	cc, err := connConfig(cfg)
+	if err != nil {
+		return withCode(codeOptionInvalid, err)
+	}
+	ct, err := repo.ParseCompressType(cfg.CompressType)
+	if err != nil {
+		return withCode(codeOptionInvalid, err)
+	}
+	timeout := cfg.ArchiveTimeout
+	if timeout <= 0 {
+		timeout = time.Minute
+	}
+	bufferSize := uint32(0)
+	if cfg.BufferSize > 0 && cfg.BufferSize <= 1<<30 {
+		bufferSize = uint32(cfg.BufferSize)
+	}
+	log.Info("backup start", zap.String("stanza", cfg.Stanza), zap.String("repo", r.Name()), zap.String("type", string(typ)))
+	began := time.Now()
+	res, err := backup.Run(ctx, backup.Options{
+		Repo: openStanza(cfg, r), PgPath: cfg.Pgs[0].Path, ConnConfig: cc, Type: typ,
+		StartFast: cfg.StartFast, ProcessMax: cfg.ProcessMax,
+		CompressType: ct, CompressLevel: cfg.CompressLevel,
+		ArchiveCheck: cfg.ArchiveCheck, ArchiveTimeout: timeout, ChecksumPage: cfg.ChecksumPage,
+		Exclude: cfg.Exclude, Annotation: cfg.Annotation, BufferSize: bufferSize, Log: log,
+	})
+	switch {
+	case errors.Is(err, backup.ErrArchiveTimeout):
+		return withCode(codeArchiveTimeout, err)
+	case errors.Is(err, backup.ErrMismatch):
+		return withCode(codeDBMismatch, err)
+	case errors.Is(err, backup.ErrLocked):
+		return withCode(codeLockAcquire, err)
+	case errors.Is(err, backup.ErrConnect):
+		return withCode(codeDBConnect, err)
+	case err != nil:
+		return cryptoCode(err)
+	}
+	elapsed := time.Since(began)
+	log.Info("new backup label", zap.String("label", res.Label), zap.String("type", string(res.Type)),
+		zap.Uint64("copied", res.Copied), zap.Uint64("repo-copied", res.RepoCopied), zap.Duration("elapsed", elapsed))
+	return nil
+}
