@@ -48,9 +48,11 @@ fi
 
 cleanup() {
 	if [[ -n ${DAEMON:-} ]]; then kill "$DAEMON" 2>/dev/null || true; fi
-	if [[ -f $DEMO/pgdata/postmaster.pid ]]; then
-		runuser -u "$OS_USER" -- "$PG_BIN/pg_ctl" -D "$DEMO/pgdata" -m immediate stop >/dev/null 2>&1 || true
-	fi
+	for d in "$DEMO/pgdata" "$DEMO/restored"; do
+		if [[ -f $d/postmaster.pid ]]; then
+			runuser -u "$OS_USER" -- "$PG_BIN/pg_ctl" -D "$d" -m immediate stop >/dev/null 2>&1 || true
+		fi
+	done
 	if [[ -z ${PGSIDECAR_DEMO_KEEP:-} ]]; then
 		rm -rf "$DEMO"
 	else
@@ -61,7 +63,7 @@ trap cleanup EXIT
 if [[ -f $DEMO/pgdata/postmaster.pid ]]; then
 	runuser -u "$OS_USER" -- "$PG_BIN/pg_ctl" -D "$DEMO/pgdata" -m immediate stop >/dev/null 2>&1 || true
 fi
-rm -rf "$DEMO"/{pgdata,run,repo1,conf.d,spool}
+rm -rf "$DEMO"/{pgdata,restored,run,repo1,conf.d,spool}
 mkdir -p "$DEMO"/{run,repo1,conf.d,spool}
 chown -R "$OS_USER:$OS_USER" "$DEMO"
 
@@ -139,6 +141,11 @@ as_user "${PGS[@]}" archive-get "$SEG" "$DEMO/run/$SEG.fetched"
 sha1sum "$DEMO/pgdata/pg_wal/$SEG" "$DEMO/run/$SEG.fetched" | sed 's/^/    /'
 cmp "$DEMO/pgdata/pg_wal/$SEG" "$DEMO/run/$SEG.fetched" && echo "    identical"
 
+step "pgsidecar backup: a full backup, more writes, then an incremental one"
+as_user "${PGS[@]}" --type=full --start-fast backup
+runuser -u "$OS_USER" -- "${PSQL[@]}" -c "update demo set md5 = md5(md5) where g % 10 = 0"
+as_user "${PGS[@]}" --type=incr --start-fast backup
+
 step "pgsidecar info (pgBackRest's report, text and JSON)"
 as_user "${PGS[@]}" info
 as_user "${PGS[@]}" --output=json info
@@ -150,7 +157,24 @@ as_user "${PGBR[@]}" info
 as_user "${PGBR[@]}" archive-get "$SEG" "$DEMO/run/$SEG.pgbackrest"
 cmp "$DEMO/pgdata/pg_wal/$SEG" "$DEMO/run/$SEG.pgbackrest" && echo "    identical"
 
-step "pgsidecar verify: every archived WAL file decrypted, decompressed and checksummed"
+step "stock pgbackrest restores pgsidecar's incremental backup beside the cluster (port $((PORT + 1)))"
+WANT=$(runuser -u "$OS_USER" -- "${PSQL[@]}" -c "select count(*) || ' rows, ' || md5(string_agg(md5, ',' order by g)) from demo")
+as_user "${PGBR[@]}" --pg1-path="$DEMO/restored" --type=immediate --target-action=promote \
+	--archive-mode=off --log-level-console=warn restore
+echo "port = $((PORT + 1))" >>"$DEMO/restored/postgresql.auto.conf"
+as_user "$PG_BIN/pg_ctl" -D "$DEMO/restored" -l "$DEMO/restored.log" -w start >/dev/null
+RPSQL=("$PG_BIN/psql" -h "$DEMO/run" -p $((PORT + 1)) -U postgres -Atq)
+for _ in $(seq 1 100); do
+	[[ $(runuser -u "$OS_USER" -- "${RPSQL[@]}" -c "select pg_is_in_recovery()" 2>/dev/null) == f ]] && break
+	sleep 0.1
+done
+GOT=$(runuser -u "$OS_USER" -- "${RPSQL[@]}" -c "select count(*) || ' rows, ' || md5(string_agg(md5, ',' order by g)) from demo")
+echo "    source:   $WANT"
+echo "    restored: $GOT"
+[[ $WANT == "$GOT" ]] && echo "    identical"
+as_user "$PG_BIN/pg_ctl" -D "$DEMO/restored" -m fast stop >/dev/null
+
+step "pgsidecar verify: every archived WAL and backup file decrypted, decompressed and checksummed"
 as_user "${PGS[@]}" verify
 
 step "stopping the daemon (SIGTERM: in-flight pushes drain first)"
