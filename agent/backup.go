@@ -136,5 +136,9 @@ func Backup(ctx context.Context, cfg *config.Config, repos []Repo, log *zap.Logg
 	elapsed := time.Since(began)
 	log.Info("new backup label", zap.String("label", res.Label), zap.String("type", string(res.Type)),
 		zap.Uint64("copied", res.Copied), zap.Uint64("repo-copied", res.RepoCopied), zap.Duration("elapsed", elapsed))
+	// expire-auto: apply the repository's retention once the backup is complete.
+	if cfg.ExpireAuto {
+		return ExpireAfterBackup(ctx, cfg, repos, log)
+	}
 	return nil
 }

@@ -108,6 +108,9 @@ func repoCommands() map[string]repoCommand {
 		"restore": func(ctx context.Context, cfg *config.Config, repos []Repo, d Deps, _ io.Writer) error {
 			return Restore(ctx, cfg, repos, d.Log)
 		},
+		"expire": func(ctx context.Context, cfg *config.Config, repos []Repo, d Deps, _ io.Writer) error {
+			return Expire(ctx, cfg, repos, d.Log)
+		},
 		"verify": func(ctx context.Context, cfg *config.Config, repos []Repo, d Deps, out io.Writer) error {
 			return Verify(ctx, cfg, repos, d.Log, out)
 		},
