@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# restore.sh - restores the same full backup of a pgbench database with
+# `pgbackrest restore` (2.45) and with `pgsidecar restore`, same repository,
+# same process-max, each into a fresh directory as the OS user pgsidecar, and
+# prints a table: seconds, MB/s (restored bytes per second), peak RSS, and
+# the speed-up of pgsidecar over pgbackrest.
+#
+# How: a cluster is initialised with pgbench -i -s SCALE (scale 100 is about
+# 1.5 GB), archiving with pgbackrest, and one full backup is taken with
+# pgbackrest into a posix repository (lz4 + aes-256-cbc by default). The
+# cluster is then stopped, and each tool restores the backup ROUNDS times;
+# the best round counts. RSS is the peak resident size of the tool's
+# processes (pgbackrest's local workers included), sampled every 20 ms. Page
+# cache is not dropped between runs: both tools read a warm repository.
+# MinIO is not covered yet.
+#
+# Usage: bench/restore.sh            (as root; needs bin/pgsidecar: make build)
+# Env:   SCALE (default 100), PROCESS_MAX (default 2), ROUNDS (default 1),
+#        COMPRESS (default lz4), CIPHER (aes-256-cbc or none; default aes-256-cbc),
+#        PGSIDECAR (default bin/pgsidecar).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+SCALE=${SCALE:-100}
+PROCESS_MAX=${PROCESS_MAX:-2}
+ROUNDS=${ROUNDS:-1}
+COMPRESS=${COMPRESS:-lz4}
+CIPHER=${CIPHER:-aes-256-cbc}
+PGSIDECAR=${PGSIDECAR:-$ROOT/bin/pgsidecar}
+PG_BIN=/usr/lib/postgresql/15/bin
+OS_USER=pgsidecar
+W=/tmp/pgsidecar-bench-restore
+PORT=55498
+
+[[ -x $PGSIDECAR ]] || { echo "restore.sh: $PGSIDECAR missing: run 'make build' first" >&2; exit 1; }
+bash scripts/services.sh postgres >/dev/null
+
+as_user() { runuser -u "$OS_USER" -- "$@"; }
+stop_pg() { as_user "$PG_BIN/pg_ctl" -D "$1" -m fast stop >/dev/null 2>&1 || true; }
+
+cleanup() {
+	[[ -f $W/source/postmaster.pid ]] && stop_pg "$W/source"
+	rm -rf "$W"
+}
+trap cleanup EXIT
+cleanup
+mkdir -p "$W"/run "$W"/log
+install -m 0755 "$PGSIDECAR" "$W/pgsidecar"
+chown -R "$OS_USER:$OS_USER" "$W"
+
+CONF=$W/pgbackrest.conf
+{
+	echo "[global]"
+	echo "repo1-path=$W/repo"
+	if [[ $CIPHER != none ]]; then
+		echo "repo1-cipher-type=$CIPHER"
+		echo "repo1-cipher-pass=bench-restore-passphrase"
+	fi
+	echo "repo1-retention-full=1"
+	echo "compress-type=$COMPRESS"
+	echo "process-max=$PROCESS_MAX"
+	echo "log-path=$W/log"
+	echo "lock-path=$W/run"
+	echo "spool-path=$W/spool"
+	echo "log-level-console=warn"
+	echo "log-level-file=off"
+	echo "[db]"
+	echo "pg1-path=$W/source"
+	echo "pg1-port=$PORT"
+	echo "pg1-socket-path=$W/run"
+	echo "pg1-user=postgres"
+} >"$CONF"
+chown "$OS_USER:$OS_USER" "$CONF"
+
+echo "creating a pgbench database of scale $SCALE and backing it up with pgbackrest..."
+as_user "$PG_BIN/initdb" -A trust -U postgres -D "$W/source" --data-checksums >/dev/null
+cat >>"$W/source/postgresql.conf" <<EOF
+port = $PORT
+listen_addresses = ''
+unix_socket_directories = '$W/run'
+wal_level = replica
+archive_mode = on
+archive_command = 'pgbackrest --config=$CONF --stanza=db archive-push %p'
+max_wal_size = 4GB
+checkpoint_timeout = 1h
+EOF
+as_user "$PG_BIN/pg_ctl" -D "$W/source" -l "$W/source.log" -w start >/dev/null
+as_user pgbackrest --config="$CONF" --stanza=db stanza-create
+as_user "$PG_BIN/pgbench" -h "$W/run" -p "$PORT" -U postgres -i -q -s "$SCALE" postgres 2>&1 | tail -1
+as_user pgbackrest --config="$CONF" --stanza=db --type=full --start-fast backup
+stop_pg "$W/source"
+label=$(basename "$(find "$W/repo/backup/db" -maxdepth 1 -name '*F' | sort | tail -1)")
+repo_bytes=$(du -sb "$W/repo/backup/db/$label" | cut -f1)
+echo "backup $label: $((repo_bytes >> 20)) MiB in the repository"
+
+calc() { awk "BEGIN { print $* }"; }
+
+# sample_rss PATTERN OUT: the peak summed RSS (KiB) of the processes whose
+# command line matches PATTERN, until killed.
+sample_rss() {
+	local peak=0 cur
+	while :; do
+		cur=$(ps -eo rss=,args= | awk -v p="$1" '$0 ~ p && $0 !~ /awk/ {s+=$1} END {print s+0}')
+		((cur > peak)) && peak=$cur && echo "$peak" >"$2"
+		sleep 0.02
+	done
+}
+
+declare -A SECS BYTES RSS
+run() {
+	local tool=$1 bin pattern dir round
+	case $tool in
+	pgsidecar) bin="$W/pgsidecar"; pattern="pgsidecar --config" ;;
+	pgbackrest) bin=/usr/bin/pgbackrest; pattern="pgbackrest --config" ;;
+	esac
+	for ((round = 1; round <= ROUNDS; round++)); do
+		dir=$W/restore-$tool
+		rm -rf "$dir"
+		as_user mkdir -m 0700 "$dir"
+		local rssfile=$W/rss t0 t1 secs
+		echo 0 >"$rssfile"
+		sample_rss "$pattern" "$rssfile" &
+		local sampler=$!
+		t0=$(date +%s.%N)
+		as_user "$bin" --config="$CONF" --stanza=db --pg1-path="$dir" --process-max="$PROCESS_MAX" \
+			--set="$label" --type=immediate --target-action=promote restore >"$W/log/$tool-restore.out" 2>&1 ||
+			{ kill "$sampler"; echo "restore.sh: $tool restore failed:" >&2; cat "$W/log/$tool-restore.out" >&2; exit 1; }
+		t1=$(date +%s.%N)
+		kill "$sampler" 2>/dev/null || true
+		wait "$sampler" 2>/dev/null || true
+		secs=$(calc "$t1 - $t0")
+		if [[ -z ${SECS[$tool]:-} ]] || awk "BEGIN { exit !($secs < ${SECS[$tool]}) }"; then
+			SECS[$tool]=$secs
+			RSS[$tool]=$(($(cat "$rssfile") / 1024))
+		fi
+		BYTES[$tool]=$(du -sb --exclude=postgresql.auto.conf --exclude=recovery.signal "$dir" | cut -f1)
+	done
+}
+
+for tool in pgbackrest pgsidecar; do
+	run "$tool"
+done
+if [[ ${BYTES[pgbackrest]} != "${BYTES[pgsidecar]}" ]]; then
+	echo "restore.sh: warning: pgbackrest restored ${BYTES[pgbackrest]} bytes, pgsidecar ${BYTES[pgsidecar]}" >&2
+fi
+printf '\nscale %s, %s + %s, process-max %s, %s MiB restored from %s MiB\n' "$SCALE" "$COMPRESS" "$CIPHER" "$PROCESS_MAX" \
+	"$((BYTES[pgbackrest] >> 20))" "$((repo_bytes >> 20))"
+printf '%-12s %8s %8s %9s\n' tool seconds MB/s peak-RSS
+for tool in pgbackrest pgsidecar; do
+	printf '%-12s %8.2f %8.1f %9s\n' "$tool" "${SECS[$tool]}" "$(calc "${BYTES[$tool]} / 1000000 / ${SECS[$tool]}")" "${RSS[$tool]}MiB"
+done
+printf 'speed-up of pgsidecar over pgbackrest: %.2fx\n' "$(calc "${SECS[pgbackrest]} / ${SECS[pgsidecar]}")"
