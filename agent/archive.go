@@ -114,7 +114,7 @@ func ArchivePush(ctx context.Context, cfg *config.Config, repos []Repo, log *zap
 		}
 	}
 
-	p, err := newPusher(ctx, cfg, repos, log)
+	p, err := newPusher(ctx, cfg, repos, log, 0)
 	if err != nil {
 		return err
 	}
@@ -131,7 +131,9 @@ func ArchivePush(ctx context.Context, cfg *config.Config, repos []Repo, log *zap
 // and returns a Pusher over them, with the compression and check options of
 // cfg. The cluster's version and system id come from pg1-path when it is
 // set; otherwise the first repository's archive.info is taken as the truth.
-func newPusher(ctx context.Context, cfg *config.Config, repos []Repo, log *zap.Logger) (*archive.Pusher, error) {
+// listWait is archive.PushOptions.ListWait: 0 for archive-push, which
+// waits for every repository as pgBackRest does.
+func newPusher(ctx context.Context, cfg *config.Config, repos []Repo, log *zap.Logger, listWait time.Duration) (*archive.Pusher, error) {
 	var cl *archive.Cluster
 	if pgPath(cfg) != "" {
 		c, err := readCluster(cfg)
@@ -155,6 +157,7 @@ func newPusher(ctx context.Context, cfg *config.Config, repos []Repo, log *zap.L
 		ModeCheck:     cfg.ArchiveModeCheck,
 		Cluster:       id,
 		Log:           log,
+		ListWait:      listWait,
 	})
 	if err != nil {
 		if errors.Is(err, compress.ErrReadOnly) {
@@ -251,7 +254,7 @@ func pushViaDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger) (bo
 			return true, nil
 		}
 	}
-	return askDaemon(ctx, cfg, request{Op: "push", Name: name, Path: filepath.Clean(file)}, log)
+	return askDaemon(ctx, cfg, request{Op: "push", Name: name, Path: filepath.Clean(file), PgPath: pgPath(cfg)}, log)
 }
 
 // getViaDaemon asks the daemon to restore the file of an archive-get
@@ -269,7 +272,7 @@ func getViaDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger) (boo
 	if err != nil || filepath.Dir(filepath.Clean(dest)) != filepath.Join(pg, "pg_wal") || !restoreName(filepath.Base(dest)) {
 		return false, nil
 	}
-	handled, err := askDaemon(ctx, cfg, request{Op: "get", Name: name, Path: filepath.Clean(dest)}, log)
+	handled, err := askDaemon(ctx, cfg, request{Op: "get", Name: name, Path: filepath.Clean(dest), PgPath: pg}, log)
 	if handled && errorCode(err) == codeNotFound {
 		log.Info("unable to find " + name + " in the archive")
 		return true, withCode(codeNotFound, fmt.Errorf("%w: %w", err, archive.ErrNotFound))

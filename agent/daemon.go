@@ -46,6 +46,13 @@ type daemonOptions struct {
 	// retryMin and retryMax bound the backoff before a failed look-ahead
 	// push is tried again (a request from PostgreSQL always retries at once).
 	retryMin, retryMax time.Duration
+	// slowGrace is how long, at least, a look-ahead push of the group waits
+	// for its slowest repositories once another one holds the file (and at
+	// least as long as that one took): then the slow ones are left behind,
+	// to be driven alone, and the group slot is freed. It is also the
+	// Pusher's ListWait, so that a repository whose listing hangs does not
+	// keep the others from being written.
+	slowGrace time.Duration
 	// started, when set, is called with the daemon once it listens (tests).
 	started func(*daemon)
 }
@@ -57,6 +64,7 @@ func defaultDaemonOptions() daemonOptions {
 		backlogWarn: 16,
 		retryMin:    5 * time.Second,
 		retryMax:    time.Minute,
+		slowGrace:   2 * time.Second,
 	}
 }
 
@@ -67,8 +75,12 @@ func defaultDaemonOptions() daemonOptions {
 //     archive-get from PostgreSQL's archive_command and restore_command;
 //   - a WAL watcher: fsnotify on pg1-path/pg_wal/archive_status plus a
 //     rescan every second, which pushes .ready files before PostgreSQL asks,
-//     in WAL order, at most process-max at a time. Status files are
-//     PostgreSQL's: the daemon never renames them;
+//     in WAL order, at most process-max at a time. Each repository
+//     progresses on its own: one that fails or lags is left behind, retried
+//     with a backoff and caught up from pg_wal on its own slots, while the
+//     others go on. PostgreSQL still gets success only once every
+//     repository holds the file. Status files are PostgreSQL's: the daemon
+//     never renames them;
 //   - the reload loop, when d.Reload is set: the new configuration is
 //     loaded and its repositories opened and checked before it replaces the
 //     current one; a bad one is logged and the current one kept.
@@ -104,14 +116,46 @@ type generation struct {
 // pusherMaxAge is how long a Pusher (the archive.info it checked) is used.
 const pusherMaxAge = 5 * time.Minute
 
-// entry is the state of one WAL file the daemon pushes or pushed.
+// entry is the state of one WAL file the daemon pushes or pushed, per
+// repository: each repository progresses on its own.
 type entry struct {
-	done      chan struct{} // closed when the attempt ends
-	finished  bool          // guarded by daemon.mu; set before done is closed
-	err       error         // valid once done is closed
-	attempts  int           // consecutive failed attempts before this one
-	retryAt   time.Time     // when a failed look-ahead may be tried again
-	lookahead bool
+	seen    time.Time        // when the daemon first saw the file (lag in seconds)
+	have    map[string]bool  // repositories that hold the file durably
+	busy    map[string]bool  // repositories with an upload of the file in flight
+	errs    map[string]error // last failure per repository, cleared by a success
+	running int              // pushes of the file in flight
+	changed chan struct{}    // closed, and replaced, at every outcome
+	// fileErr is the failure of the last push that concerned the whole
+	// file (unreadable, duplicate, cluster mismatch); fileAttempts counts
+	// such failures in a row and fileRetryAt delays the next look-ahead.
+	fileErr      error
+	fileAttempts int
+	fileRetryAt  time.Time
+}
+
+func newEntry(now time.Time) *entry {
+	return &entry{seen: now, have: map[string]bool{}, busy: map[string]bool{}, errs: map[string]error{},
+		changed: make(chan struct{})}
+}
+
+// notifyLocked wakes the requests waiting on e. daemon.mu is held.
+func (e *entry) notifyLocked() {
+	close(e.changed)
+	e.changed = make(chan struct{})
+}
+
+// lane is one repository's progress. A lane whose push failed, or that
+// lagged the other repositories of a push by more than the grace period, is
+// behind: it leaves the group of repositories that look-ahead pushes
+// together and is driven on its own slots (one probe at a time while it
+// fails, process-max uploads while it catches up from pg_wal), so that a
+// dead or slow repository never holds the slots of the others. It rejoins
+// the group once it misses no file that the group holds.
+type lane struct {
+	inflight int       // uploads in flight to the repository
+	attempts int       // failed pushes in a row
+	retryAt  time.Time // when a failed lane may be probed again
+	behind   bool
 }
 
 // daemon is the state of RunDaemon.
@@ -129,12 +173,13 @@ type daemon struct {
 	pushes sync.WaitGroup
 	conns  sync.WaitGroup
 
-	mu        sync.Mutex
-	gen       *generation
-	entries   map[string]*entry
-	lookahead int  // look-ahead pushes in flight
-	closing   bool // no new push starts
-	backlog   bool // the backlog warning is raised
+	mu      sync.Mutex
+	gen     *generation
+	entries map[string]*entry
+	lanes   map[string]*lane
+	group   int  // look-ahead pushes of the group in flight (at most process-max)
+	closing bool // no new push starts
+	backlog bool // the backlog warning is raised
 
 	kick chan struct{} // asks the watcher for a rescan
 }
@@ -166,6 +211,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, repos []Repo, deps Deps,
 		work:    work,
 		gen:     &generation{cfg: cfg, repos: repos},
 		entries: map[string]*entry{},
+		lanes:   map[string]*lane{},
 		kick:    make(chan struct{}, 1),
 	}
 	ln, sockInfo, err := listenSocket(d.socket)
@@ -264,6 +310,9 @@ func (d *daemon) answer(req request) response {
 	if _, err := archive.ParseName(req.Name); err != nil {
 		return errorResponse(err)
 	}
+	if req.PgPath != "" && filepath.Join(filepath.Clean(req.PgPath), "pg_wal") != d.walDir {
+		return response{Fallback: true, Message: fmt.Sprintf("this daemon serves %s, not %s", d.walDir, req.PgPath)}
+	}
 	if !filepath.IsAbs(req.Path) {
 		return errorResponse(withCode(codeParamInvalid, fmt.Errorf("path %q is not absolute", req.Path)))
 	}
@@ -309,92 +358,266 @@ func restoreName(name string) bool {
 var errClosing = errors.New("the daemon is shutting down")
 
 // push archives the WAL file name of pg_wal and returns when it is durable
-// in every repository or failed. A push of the same file in flight (a
-// look-ahead) is waited for instead of started again, and one that
-// succeeded answers at once. A failed one is tried again.
+// in every repository or failed. Uploads in flight (look-ahead) are waited
+// for instead of started again, and repositories that hold the file answer
+// at once; the others are pushed now, whatever their backoff, since
+// PostgreSQL asks. The answer is success only when every repository holds
+// the file: PostgreSQL keeps it until then.
 func (d *daemon) push(ctx context.Context, name string) error {
+	asked := map[string]bool{}
 	d.mu.Lock()
 	e := d.entries[name]
-	if e == nil || (e.finished && e.err != nil) {
-		if d.closing {
-			d.mu.Unlock()
-			return errClosing
-		}
-		e = d.startLocked(name, e, false)
+	if e == nil {
+		e = newEntry(time.Now())
+		d.entries[name] = e
 	}
-	d.mu.Unlock()
-	select {
-	case <-e.done:
-		return e.err
-	case <-ctx.Done():
-		return fmt.Errorf("archive-push %s: %w", name, ctx.Err())
+	for {
+		missing := d.missingLocked(e)
+		if len(missing) == 0 {
+			d.mu.Unlock()
+			return nil
+		}
+		var start []string
+		busy := false
+		for _, r := range missing {
+			switch {
+			case e.busy[r]:
+				busy = true
+			case !asked[r]:
+				start = append(start, r)
+			}
+		}
+		if len(start) > 0 {
+			if d.closing {
+				d.mu.Unlock()
+				return errClosing
+			}
+			for _, r := range start {
+				asked[r] = true
+			}
+			d.startLocked(name, e, start, pushRequest)
+			continue
+		}
+		if !busy {
+			err := d.failureLocked(e, name, missing)
+			d.mu.Unlock()
+			return err
+		}
+		ch := e.changed
+		d.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("archive-push %s: %w", name, ctx.Err())
+		}
+		d.mu.Lock()
 	}
 }
 
-// startLocked starts a push of name; prev is its failed attempt, if any.
-// d.mu is held.
-func (d *daemon) startLocked(name string, prev *entry, lookahead bool) *entry {
-	e := &entry{done: make(chan struct{}), lookahead: lookahead}
-	if prev != nil {
-		e.attempts = prev.attempts + 1
+// repoNamesLocked returns the names of the current repositories. d.mu is held.
+func (d *daemon) repoNamesLocked() []string {
+	names := make([]string, len(d.gen.repos))
+	for i, r := range d.gen.repos {
+		names[i] = r.Name()
 	}
-	d.entries[name] = e
-	if lookahead {
-		d.lookahead++
+	return names
+}
+
+// missingLocked returns the current repositories that do not hold e's file.
+// d.mu is held.
+func (d *daemon) missingLocked(e *entry) []string {
+	var out []string
+	for _, r := range d.repoNamesLocked() {
+		if !e.have[r] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// failureLocked is the error of a request whose pushes ended with missing
+// repositories still lacking the file. d.mu is held.
+func (d *daemon) failureLocked(e *entry, name string, missing []string) error {
+	if e.fileErr != nil {
+		return e.fileErr
+	}
+	pe := &archive.PushError{WAL: name}
+	for _, r := range missing {
+		err := e.errs[r]
+		if err == nil {
+			err = errors.New("the push ended without storing the file")
+		}
+		pe.Repos = append(pe.Repos, archive.RepoError{Repo: r, Err: err})
+	}
+	return pe
+}
+
+// laneLocked returns the lane of repository name. d.mu is held.
+func (d *daemon) laneLocked(name string) *lane {
+	l := d.lanes[name]
+	if l == nil {
+		l = &lane{}
+		d.lanes[name] = l
+	}
+	return l
+}
+
+// pushKind says who started a push and which slots it holds.
+type pushKind int
+
+const (
+	pushRequest pushKind = iota // PostgreSQL asked: no slot
+	pushGroup                   // look-ahead for the lanes that keep up: a group slot
+	pushLane                    // look-ahead for lanes that are behind: their own slots
+)
+
+// startLocked starts a push of name to repos. d.mu is held.
+func (d *daemon) startLocked(name string, e *entry, repos []string, kind pushKind) {
+	for _, r := range repos {
+		e.busy[r] = true
+		d.laneLocked(r).inflight++
+	}
+	e.running++
+	if kind == pushGroup {
+		d.group++
 	}
 	d.m.inflight.Inc()
-	d.pushes.Go(func() { d.run(e, name) })
-	return e
+	d.pushes.Go(func() { d.run(name, e, repos, kind) })
 }
 
-// run pushes one file and records the outcome.
-func (d *daemon) run(e *entry, name string) {
+// run pushes one file to repos and records each repository's outcome as it
+// comes: a fast repository is free for the next file while a slow one
+// still uploads. A group push whose slowest repositories lag the first one
+// by more than the grace period leaves them behind and frees its slot.
+func (d *daemon) run(name string, e *entry, repos []string, kind pushKind) {
 	start := time.Now()
-	res, err := d.pushOnce(name)
+	slot := kind == pushGroup // guarded by d.mu
+	remaining := make(map[string]bool, len(repos))
+	for _, r := range repos {
+		remaining[r] = true
+	}
+	var reported sync.Map
+	var straggle *time.Timer
+	release := func() { // d.mu is held
+		if slot {
+			slot = false
+			d.group--
+		}
+	}
+	leaveBehind := func() {
+		d.mu.Lock()
+		if slot && len(remaining) > 0 {
+			for r := range remaining {
+				if l := d.laneLocked(r); !l.behind {
+					l.behind = true
+					d.log.Warn("repository is slow: it is pushed alone until it catches up", zap.String("repo", r),
+						zap.String("wal", name), zap.Duration("elapsed", time.Since(start)))
+				}
+			}
+			release()
+		}
+		d.mu.Unlock()
+		d.rescanSoon()
+	}
+	done := func(r string, err error) {
+		reported.Store(r, true)
+		d.mu.Lock()
+		delete(remaining, r)
+		d.repoDoneLocked(e, r, err, true)
+		if slot && len(remaining) > 0 && straggle == nil {
+			straggle = time.AfterFunc(max(time.Since(start), d.opts.slowGrace), leaveBehind)
+		}
+		d.mu.Unlock()
+		d.rescanSoon()
+	}
+	var res archive.PushResult
+	g, p, err := d.pusher(d.work)
+	if err == nil {
+		res, err = p.PushRepos(d.work, filepath.Join(d.walDir, name), repos, done)
+		var pe *archive.PushError
+		if err != nil && !errors.As(err, &pe) {
+			// archive.info may have changed (stanza-upgrade): read it again.
+			d.mu.Lock()
+			if g.pusher == p {
+				g.pusher = nil
+			}
+			d.mu.Unlock()
+		}
+		g.users.Done()
+	}
 	d.m.inflight.Dec()
 	d.m.record(res, err)
+	look := kind != pushRequest
 	if err == nil {
 		d.m.lastPush.Store(time.Now().UnixNano())
-		d.log.Info("pushed WAL file to the archive", zap.String("wal", name), zap.Bool("look-ahead", e.lookahead),
+		d.log.Info("pushed WAL file to the archive", zap.String("wal", name), zap.Bool("look-ahead", look),
 			zap.Strings("written", res.Written), zap.Strings("already-archived", res.Existing),
 			zap.Duration("elapsed", time.Since(start)))
 	} else {
-		d.log.Warn("WAL push failed", zap.String("wal", name), zap.Bool("look-ahead", e.lookahead),
-			zap.Int("attempt", e.attempts+1), zap.Error(err))
+		d.log.Warn("WAL push failed", zap.String("wal", name), zap.Bool("look-ahead", look),
+			zap.Strings("repos", repos), zap.Error(err))
 	}
 	d.mu.Lock()
-	e.err = err
-	e.finished = true
-	if err != nil {
-		backoff := d.opts.retryMin << min(e.attempts, 10)
-		e.retryAt = time.Now().Add(min(backoff, d.opts.retryMax))
+	var pe *archive.PushError
+	whole := err != nil && !errors.As(err, &pe)
+	for _, r := range repos {
+		if _, ok := reported.Load(r); ok {
+			continue
+		}
+		rerr := err
+		if rerr == nil {
+			rerr = fmt.Errorf("archive-push %s: %s is not a repository of the current configuration", name, r)
+		}
+		d.repoDoneLocked(e, r, rerr, false)
 	}
-	if e.lookahead {
-		d.lookahead--
+	if whole {
+		e.fileErr = err
+		e.fileRetryAt = time.Now().Add(d.backoff(e.fileAttempts))
+		e.fileAttempts++
+	} else {
+		e.fileErr, e.fileAttempts = nil, 0
 	}
-	close(e.done)
+	e.running--
+	release()
+	if straggle != nil {
+		straggle.Stop()
+	}
+	e.notifyLocked()
 	d.mu.Unlock()
 	d.rescanSoon()
 }
 
-// pushOnce pushes pg_wal/name with the current generation's Pusher, building
-// it first when needed. A failure drops the Pusher, so that the next push
-// reads archive.info again.
-func (d *daemon) pushOnce(name string) (archive.PushResult, error) {
-	g, p, err := d.pusher(d.work)
-	if err != nil {
-		return archive.PushResult{}, err
+// repoDoneLocked records the outcome of an upload of e's file to repository
+// r. A failure of the repository itself (laneFault) puts its lane behind,
+// with a backoff. d.mu is held.
+func (d *daemon) repoDoneLocked(e *entry, r string, err error, laneFault bool) {
+	if !e.busy[r] {
+		return
 	}
-	defer g.users.Done()
-	res, err := p.Push(d.work, filepath.Join(d.walDir, name))
-	if err != nil {
-		d.mu.Lock()
-		if g.pusher == p {
-			g.pusher = nil
+	delete(e.busy, r)
+	l := d.laneLocked(r)
+	l.inflight--
+	if err == nil {
+		e.have[r] = true
+		delete(e.errs, r)
+		l.attempts, l.retryAt = 0, time.Time{}
+	} else {
+		e.errs[r] = err
+		if laneFault {
+			if !l.behind {
+				d.log.Warn("repository is failing: it is pushed alone until it catches up", zap.String("repo", r), zap.Error(err))
+			}
+			l.retryAt = time.Now().Add(d.backoff(l.attempts))
+			l.attempts++
+			l.behind = true
 		}
-		d.mu.Unlock()
 	}
-	return res, err
+	e.notifyLocked()
+}
+
+// backoff is the wait before the next attempt after attempts failures.
+func (d *daemon) backoff(attempts int) time.Duration {
+	return min(d.opts.retryMin<<min(attempts, 10), d.opts.retryMax)
 }
 
 // pusher returns the current generation, with a user added (the caller calls
@@ -404,14 +627,18 @@ func (d *daemon) pusher(ctx context.Context) (*generation, *archive.Pusher, erro
 	g := d.gen
 	g.users.Add(1)
 	p := g.pusher
-	if p != nil && time.Since(g.pusherAt) > pusherMaxAge {
+	maxAge := pusherMaxAge
+	if p != nil && len(p.Unusable()) > 0 {
+		maxAge = d.opts.retryMax // a repository may be back
+	}
+	if p != nil && time.Since(g.pusherAt) > maxAge {
 		p, g.pusher = nil, nil
 	}
 	d.mu.Unlock()
 	if p != nil {
 		return g, p, nil
 	}
-	p, err := newPusher(ctx, g.cfg, g.repos, d.log)
+	p, err := newPusher(ctx, g.cfg, g.repos, d.log, d.opts.slowGrace)
 	if err != nil {
 		g.users.Done()
 		return nil, nil, err
@@ -529,24 +756,103 @@ func (d *daemon) scan() {
 	}
 	d.backlog = len(files) > d.opts.backlogWarn
 	for name, e := range d.entries {
-		if e.finished && !ready[name] {
+		if e.running == 0 && !ready[name] {
 			delete(d.entries, name)
 		}
 	}
+	for _, f := range files {
+		if d.entries[f.Name] == nil {
+			d.entries[f.Name] = newEntry(now)
+		}
+	}
+	names := d.repoNamesLocked()
+	d.lagLocked(files, names, now)
 	if d.closing {
 		return
 	}
 	limit := max(d.gen.cfg.ProcessMax, 1)
 	for _, f := range files {
-		if d.lookahead >= limit {
-			return
-		}
 		e := d.entries[f.Name]
-		if e != nil && (!e.finished || e.err == nil || now.Before(e.retryAt)) {
+		if now.Before(e.fileRetryAt) {
 			continue
 		}
-		d.startLocked(f.Name, e, true)
+		var group, alone []string
+		for _, r := range names {
+			if e.have[r] || e.busy[r] {
+				continue
+			}
+			l := d.laneLocked(r)
+			if !l.behind {
+				group = append(group, r)
+				continue
+			}
+			lim := limit
+			if l.attempts > 0 {
+				lim = 1 // probe a failing repository with one push at a time
+			}
+			if l.inflight < lim && !now.Before(l.retryAt) {
+				alone = append(alone, r)
+			}
+		}
+		if len(group) > 0 && d.group < limit {
+			d.startLocked(f.Name, e, group, pushGroup)
+		}
+		// Lanes behind at the same file share one read of it; each frees
+		// its own slot when its upload ends.
+		if len(alone) > 0 {
+			d.startLocked(f.Name, e, alone, pushLane)
+		}
 	}
+}
+
+// lagLocked updates each repository's lag (ready files it does not hold,
+// and the age of the oldest), and lets a lane that is behind rejoin the
+// group once it no longer fails and misses no file that every lane of the
+// group holds. d.mu is held.
+func (d *daemon) lagLocked(files []archive.ReadyFile, names []string, now time.Time) {
+	for _, r := range names {
+		l := d.laneLocked(r)
+		segs, oldest, caughtUp := 0, time.Time{}, l.attempts == 0
+		for _, f := range files {
+			e := d.entries[f.Name]
+			if e.have[r] {
+				continue
+			}
+			segs++
+			if oldest.IsZero() || e.seen.Before(oldest) {
+				oldest = e.seen
+			}
+			if caughtUp && l.behind && d.groupHasLocked(e, names) {
+				caughtUp = false
+			}
+		}
+		if l.behind && caughtUp {
+			l.behind = false
+			d.log.Info("repository caught up: it rejoins the look-ahead group", zap.String("repo", r))
+		}
+		lagSeconds := 0.0
+		if segs > 0 {
+			lagSeconds = now.Sub(oldest).Seconds()
+		}
+		d.m.lagSegments.WithLabelValues(r).Set(float64(segs))
+		d.m.lagSeconds.WithLabelValues(r).Set(lagSeconds)
+	}
+}
+
+// groupHasLocked reports whether some lane of the group (not behind) exists
+// and every such lane holds e's file. d.mu is held.
+func (d *daemon) groupHasLocked(e *entry, names []string) bool {
+	any := false
+	for _, r := range names {
+		if d.laneLocked(r).behind {
+			continue
+		}
+		if !e.have[r] {
+			return false
+		}
+		any = true
+	}
+	return any
 }
 
 // reloadLoop reloads the configuration on each request until ctx is done.
@@ -588,7 +894,7 @@ func (d *daemon) reload(ctx context.Context, load func() (*config.Config, error)
 	if err != nil {
 		return err
 	}
-	p, err := newPusher(ctx, cfg, repos, d.log)
+	p, err := newPusher(ctx, cfg, repos, d.log, d.opts.slowGrace)
 	if err != nil {
 		_ = CloseRepos(repos)
 		return err
@@ -621,11 +927,13 @@ func (d *daemon) config() *config.Config {
 
 // daemonMetrics are the daemon's Prometheus metrics.
 type daemonMetrics struct {
-	ready      prometheus.Gauge
-	readyBytes prometheus.Gauge
-	inflight   prometheus.Gauge
-	pushes     *prometheus.CounterVec
-	lastPush   atomic.Int64 // unix nanoseconds of the last successful push
+	ready       prometheus.Gauge
+	readyBytes  prometheus.Gauge
+	inflight    prometheus.Gauge
+	pushes      *prometheus.CounterVec
+	lagSegments *prometheus.GaugeVec
+	lagSeconds  *prometheus.GaugeVec
+	lastPush    atomic.Int64 // unix nanoseconds of the last successful push
 }
 
 // newDaemonMetrics registers the daemon's metrics with reg (nil: none).
@@ -639,6 +947,10 @@ func newDaemonMetrics(reg prometheus.Registerer) (*daemonMetrics, error) {
 			Help: "WAL pushes in progress."}),
 		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgsidecar_archive_push_total",
 			Help: "WAL file pushes by repository and result (written, existing, failed)."}, []string{"repo", "result"}),
+		lagSegments: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pgsidecar_archive_repo_lag_segments",
+			Help: "WAL files ready for archiving that the repository does not hold yet."}, []string{"repo"}),
+		lagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pgsidecar_archive_repo_lag_seconds",
+			Help: "Age of the oldest WAL file ready for archiving that the repository does not hold yet (0 when none)."}, []string{"repo"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -646,7 +958,7 @@ func newDaemonMetrics(reg prometheus.Registerer) (*daemonMetrics, error) {
 	age := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pgsidecar_archive_last_push_age_seconds",
 		Help: "Seconds since the last successful WAL push (NaN before the first)."},
 		m.lastPushAge)
-	for _, c := range []prometheus.Collector{m.ready, m.readyBytes, m.inflight, m.pushes, age} {
+	for _, c := range []prometheus.Collector{m.ready, m.readyBytes, m.inflight, m.pushes, m.lagSegments, m.lagSeconds, age} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register daemon metrics: %w", err)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -137,7 +138,7 @@ func (f *daemonFixture) segmentDir(t *testing.T, name string) []string {
 // testDaemonOptions are short periods for tests.
 func testDaemonOptions() daemonOptions {
 	return daemonOptions{rescan: 50 * time.Millisecond, drain: 10 * time.Second, backlogWarn: 16,
-		retryMin: 100 * time.Millisecond, retryMax: time.Second}
+		retryMin: 100 * time.Millisecond, retryMax: time.Second, slowGrace: 200 * time.Millisecond}
 }
 
 // runningDaemon is a daemon started by a test.
@@ -460,6 +461,15 @@ func TestDaemonRefusesInvalidRequests(t *testing.T) {
 			t.Errorf("%s: %+v, %v; want a refusal with code %d", tc.name, resp, err, archive.CodeParamInvalid)
 		}
 	}
+	// A client of another cluster (a restore beside this one, sharing the
+	// socket) is sent back to do the work itself.
+	other := filepath.Join(filepath.Dir(f.data), "restored")
+	for _, op := range []string{"push", "get"} {
+		_, err := callDaemon(t.Context(), r.d.socket, request{Op: op, Name: seg, Path: filepath.Join(other, "pg_wal", "RECOVERYXLOG"), PgPath: other}, 5*time.Second)
+		if !errors.Is(err, errNoDaemon) || !strings.Contains(err.Error(), "declined") {
+			t.Errorf("%s for another pg1-path: %v; want the daemon to decline", op, err)
+		}
+	}
 	// Raw garbage and an oversized line are refused too, and the daemon lives on.
 	for _, raw := range []string{"not json\n", strings.Repeat("x", maxRequestLine+10) + "\n"} {
 		c, err := net.Dial("unix", r.d.socket)
@@ -779,4 +789,129 @@ func TestDaemonRetriesFailedPush(t *testing.T) {
 	waitFor(t, 5*time.Second, "the written counter", func() bool {
 		return metricValue(t, reg, "pgsidecar_archive_push_total", map[string]string{"repo": "repo1", "result": "written"}) == 1
 	})
+}
+
+// TestDaemonRepoLanes checks that each repository progresses on its own: a
+// stalled repository does not hold back the look-ahead of the other, the
+// answer to PostgreSQL still requires every repository (code 104 while one
+// fails), the lag metrics show the repository behind, and once it works
+// again it catches up from pg_wal with every segment stored once.
+func TestDaemonRepoLanes(t *testing.T) {
+	t.Parallel()
+	repo2 := t.TempDir()
+	f := newDaemonFixture(t, "repo2-path="+repo2+"\n")
+	cfg := f.cfg(t, "run")
+	repos := openTestRepos(t, cfg)
+	const (
+		stall = iota
+		fail
+		work
+	)
+	var mode atomic.Int32
+	var stalled atomic.Int32
+	gate := make(chan struct{})
+	repos[1].Store = &fault.Store{Inner: repos[1].Store, BeforePut: func(ctx context.Context, key string, r io.Reader) (io.Reader, error) {
+		if mode.Load() == stall {
+			stalled.Add(1)
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		if mode.Load() == fail {
+			return nil, storage.ErrPermission
+		}
+		return r, nil
+	}, BeforeList: func(ctx context.Context, _ string) error {
+		// A hung repository hangs its listings too.
+		if mode.Load() == stall {
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}}
+	reg := prometheus.NewRegistry()
+	r := startDaemon(t, cfg, repos, Deps{Registry: reg}, testDaemonOptions())
+
+	segs := make([]string, 8)
+	for i := range segs {
+		segs[i] = fmt.Sprintf("0000000100000000000000%02X", 0x20+i)
+		f.addWAL(t, segs[i], uint64(100+i), true)
+	}
+	archivedIn := func(dir, seg string) int {
+		m, err := filepath.Glob(filepath.Join(dir, "archive/db/15-1", seg[:16], seg+"-*.lz4"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(m)
+	}
+	lag := func(repo, name string) float64 {
+		return metricValue(t, reg, name, map[string]string{"repo": repo})
+	}
+	// repo2 stalls: repo1 still receives every segment, more than
+	// process-max (2) look-ahead slots would allow if it waited for repo2.
+	waitFor(t, 60*time.Second, "repo1 to receive every segment while repo2 stalls", func() bool {
+		for _, s := range segs {
+			if archivedIn(f.repoDir, s) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	if n := stalled.Load(); n > 2 {
+		t.Errorf("%d uploads to the stalled repo2, want at most 2 (process-max)", n)
+	}
+	waitFor(t, 10*time.Second, "the lag metrics", func() bool {
+		return lag("repo1", "pgsidecar_archive_repo_lag_segments") == 0 &&
+			lag("repo2", "pgsidecar_archive_repo_lag_segments") == float64(len(segs))
+	})
+	if s := lag("repo2", "pgsidecar_archive_repo_lag_seconds"); !(s > 0 && s < 120) {
+		t.Errorf("repo2 lag seconds %v", s)
+	}
+	if s := lag("repo1", "pgsidecar_archive_repo_lag_seconds"); s != 0 {
+		t.Errorf("repo1 lag seconds %v, want 0", s)
+	}
+
+	// repo2 now fails: PostgreSQL gets an error (the segment is not in every
+	// repository), and its status file stays.
+	mode.Store(fail)
+	close(gate)
+	err := Run(t.Context(), f.cfg(t, "archive-push", filepath.Join(f.wal, segs[0])), Deps{Log: zap.NewNop()}, io.Discard)
+	if codeOf(err) != archive.CodeCommand || !strings.Contains(err.Error(), "repo2") {
+		t.Fatalf("archive-push with repo2 failing: %v (code %d), want code %d naming repo2", err, codeOf(err), archive.CodeCommand)
+	}
+	if _, err := os.Stat(filepath.Join(f.status, segs[0]+".ready")); err != nil {
+		t.Fatal(err)
+	}
+
+	// repo2 works again: it catches up alone, and PostgreSQL's requests all
+	// succeed.
+	mode.Store(work)
+	waitFor(t, 60*time.Second, "repo2 to catch up", func() bool {
+		for _, s := range segs {
+			if archivedIn(repo2, s) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, s := range segs {
+		resp, err := callDaemon(t.Context(), r.d.socket, request{V: protocolVersion, Op: "push", Name: s, Path: filepath.Join(f.wal, s)}, 30*time.Second)
+		if err != nil || !resp.OK {
+			t.Fatalf("push %s after the catch-up: %+v %v", s, resp, err)
+		}
+		if archivedIn(f.repoDir, s) != 1 || archivedIn(repo2, s) != 1 {
+			t.Fatalf("%s stored %d and %d times", s, archivedIn(f.repoDir, s), archivedIn(repo2, s))
+		}
+	}
+	waitFor(t, 10*time.Second, "repo2's lag to clear", func() bool {
+		return lag("repo2", "pgsidecar_archive_repo_lag_segments") == 0 && lag("repo2", "pgsidecar_archive_repo_lag_seconds") == 0
+	})
+	if v := metricValue(t, reg, "pgsidecar_archive_push_total", map[string]string{"repo": "repo1", "result": "written"}); v != float64(len(segs)) {
+		t.Errorf("repo1 written %v times, want %d", v, len(segs))
+	}
 }

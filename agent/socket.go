@@ -60,6 +60,9 @@ type request struct {
 	Op   string `json:"op"`
 	Name string `json:"name"`
 	Path string `json:"path"`
+	// PgPath is the client's pg1-path: a daemon serving another cluster
+	// (a restore beside the running one) declines with fallback.
+	PgPath string `json:"pg1-path,omitempty"`
 }
 
 // response is the daemon's answer.

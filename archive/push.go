@@ -13,7 +13,9 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -39,6 +41,15 @@ type PushOptions struct {
 	Cluster Cluster
 	// Log receives warnings and debug messages; nil logs nothing.
 	Log *zap.Logger
+	// ListWait bounds how long a push waits, once the file is read, for
+	// the repositories' listings (is the segment already there?) before it
+	// writes to the repositories that answered. A late repository is
+	// checked when its listing comes, then written on its own, so that a
+	// hung repository does not hold the others. Zero waits for every
+	// listing: a duplicate anywhere then stops every write, as in
+	// pgBackRest. With a bound, a duplicate found in a late repository is
+	// still a *DuplicateError, but the others may have received the file.
+	ListWait time.Duration
 }
 
 // PushResult describes one push.
@@ -161,7 +172,9 @@ func (p *Pusher) putWorkspace(ws *workspace) {
 // first (with HeaderCheck). Each repository is listed for the segment while
 // the file is hashed and compressed. A repository that holds it with the
 // same SHA-1 succeeds without writing. If one holds different content, Push
-// returns a *DuplicateError (code 45) and writes nowhere. The other
+// returns a *DuplicateError (code 45) and writes nowhere (with ListWait, a
+// repository whose listing comes late is checked, and refused, on its own:
+// see PushOptions.ListWait). The other
 // repositories then receive the file concurrently, each encrypted with its
 // own archive sub-passphrase. Timeline and backup history files are stored
 // as they are (encrypted on encrypted repositories) and replace any earlier
@@ -172,6 +185,44 @@ func (p *Pusher) putWorkspace(ws *workspace) {
 // repository has received the file. The result describes what was done even
 // then.
 func (p *Pusher) Push(ctx context.Context, walPath string) (PushResult, error) {
+	return p.PushRepos(ctx, walPath, nil, nil)
+}
+
+// Repos returns the names of the Pusher's repositories, in order.
+func (p *Pusher) Repos() []string {
+	out := make([]string, len(p.targets))
+	for i := range p.targets {
+		out[i] = p.targets[i].Name()
+	}
+	return out
+}
+
+// Unusable returns the names of the repositories that OpenPush could not
+// prepare (their Target has Err set): every push fails for them.
+func (p *Pusher) Unusable() []string {
+	var out []string
+	for i := range p.targets {
+		if p.targets[i].Err != nil {
+			out = append(out, p.targets[i].Name())
+		}
+	}
+	return out
+}
+
+// PushRepos is Push restricted to the repositories named in repos (all of
+// them when repos is nil; unknown names are ignored). The file is still read,
+// hashed and compressed once, and only the selected repositories are listed
+// and written. It returns nil when every selected repository holds the file.
+//
+// done, when not nil, is called once for each selected repository as soon
+// as its own outcome is known: nil when it received the file or already
+// held it, its error when it failed (a *PushError then also names it).
+// Calls come from any goroutine, possibly concurrently, before PushRepos
+// returns; a slow repository does not delay the report of a fast one. A
+// repository not reported when PushRepos returns shares the returned error:
+// the file could not be read, it is a duplicate (*DuplicateError), ctx was
+// cancelled.
+func (p *Pusher) PushRepos(ctx context.Context, walPath string, repos []string, done func(repo string, err error)) (PushResult, error) {
 	name := filepath.Base(walPath)
 	kind, err := ParseName(name)
 	if err != nil {
@@ -208,16 +259,35 @@ func (p *Pusher) Push(ctx context.Context, walPath string) (PushResult, error) {
 
 	// List the repositories while the file is hashed and compressed.
 	states := make([]repoState, len(p.targets))
+	selectRepos(p.targets, states, repos)
+	report := func(i int) {
+		if done != nil {
+			done(p.targets[i].Name(), states[i].err)
+		}
+	}
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var listing sync.WaitGroup
+	listed := make([]chan struct{}, len(p.targets)) // closed when a listing ends
 	for i := range p.targets {
 		t := &p.targets[i]
 		st := &states[i]
-		if st.err = t.Err; st.err != nil || !kind.IsSegment() {
+		if st.off {
 			continue
 		}
-		listing.Go(func() { st.found, st.err = listSegment(lctx, t, name) })
+		if st.err = t.Err; st.err != nil {
+			report(i)
+			continue
+		}
+		if !kind.IsSegment() {
+			continue
+		}
+		ch := make(chan struct{})
+		listed[i] = ch
+		listing.Go(func() {
+			defer close(ch)
+			st.found, st.err = listSegment(lctx, t, name)
+		})
 	}
 	w := ws.plain
 	if kind.IsSegment() {
@@ -230,36 +300,82 @@ func (p *Pusher) Push(ctx context.Context, walPath string) (PushResult, error) {
 		listing.Wait()
 		return res, withCode(CodeFileRead, fmt.Errorf("read and compress %s: %w", walPath, err))
 	}
-	listing.Wait()
+	late := p.awaitListings(listed)
 	data := ws.out.Bytes()
 	res.Stored = int64(len(data))
 
 	stored := name
 	if kind.IsSegment() {
-		if stored, err = p.decide(&res, states); err != nil {
-			return res, err
+		stored = name + "-" + res.SHA1 + p.opts.CompressType.Ext()
+		for i := range states {
+			if !late[i] {
+				if err := p.decide(&res, i, &states[i]); err != nil {
+					cancel()
+					listing.Wait()
+					return res, err
+				}
+			}
 		}
 	}
 
 	var uploads sync.WaitGroup
+	var mu sync.Mutex // guards res and lateErr for the late repositories
+	var lateErr error
 	for i := range p.targets {
 		t := &p.targets[i]
 		st := &states[i]
+		if st.off || t.Err != nil {
+			continue
+		}
+		if late[i] {
+			// Checked when its listing comes, then written on its own.
+			key := t.Repo.ArchiveKey(repo.ArchivePath(t.ArchiveID, stored))
+			uploads.Go(func() {
+				<-listed[i]
+				mu.Lock()
+				err := p.decide(&res, i, st)
+				if err != nil {
+					lateErr = err
+				}
+				mu.Unlock()
+				switch {
+				case err != nil:
+					return // the whole push fails with it
+				case st.err != nil || st.skip:
+				default:
+					st.err = upload(ctx, t, key, data)
+				}
+				if ctx.Err() == nil {
+					report(i)
+				}
+			})
+			continue
+		}
 		if st.err != nil || st.skip {
+			report(i) // a listing failure, or already archived
 			continue
 		}
 		key := t.Repo.ArchiveKey(repo.ArchivePath(t.ArchiveID, stored))
-		uploads.Go(func() { st.err = upload(ctx, t, key, data) })
+		uploads.Go(func() {
+			st.err = upload(ctx, t, key, data)
+			if ctx.Err() == nil {
+				report(i)
+			}
+		})
 	}
 	uploads.Wait()
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("archive-push %s: %w", name, err)
+	}
+	if lateErr != nil {
+		return res, lateErr
 	}
 
 	var failed []RepoError
 	for i := range p.targets {
 		st := &states[i]
 		switch {
+		case st.off:
 		case st.err != nil:
 			failed = append(failed, RepoError{Repo: p.targets[i].Name(), Err: st.err})
 		case !st.skip:
@@ -276,45 +392,92 @@ func (p *Pusher) Push(ctx context.Context, walPath string) (PushResult, error) {
 
 // repoState is the progress of one push in one repository.
 type repoState struct {
+	off   bool     // the repository is not selected for this push
 	found []string // repository names of the segment found by listSegment
 	skip  bool     // the repository already holds the segment
 	err   error
 }
 
-// decide compares what each repository holds with the pushed segment. It
-// marks the repositories that already hold it and returns the repository
-// file name for the others. A different checksum anywhere is a
-// *DuplicateError, and nothing is written. Several copies in one repository
-// are an error of that repository, as in pgBackRest's walSegmentFind.
-func (p *Pusher) decide(res *PushResult, states []repoState) (string, error) {
-	for i := range states {
-		st := &states[i]
-		t := &p.targets[i]
-		switch {
-		case st.err != nil || len(st.found) == 0:
-		case len(st.found) > 1:
-			st.err = withCode(CodeArchiveDup, fmt.Errorf("duplicates found in archive for WAL segment %s: %v\nHINT: are multiple primaries archiving to this stanza?",
-				res.WAL, st.found))
-		default:
-			wf, err := repo.ParseWALRepoFileName(st.found[0])
-			if err != nil {
-				st.err = err // listSegment only returns names that parse
-				continue
+// awaitListings waits for the listings that listed tracks (nil entries are
+// not listed). It returns which ones are late: still running ListWait after
+// the file was read. Without ListWait it waits for all, and none is late.
+func (p *Pusher) awaitListings(listed []chan struct{}) []bool {
+	late := make([]bool, len(listed))
+	var deadline <-chan time.Time
+	if p.opts.ListWait > 0 {
+		t := time.NewTimer(p.opts.ListWait)
+		defer t.Stop()
+		deadline = t.C
+	}
+	expired := false
+	for i, ch := range listed {
+		if ch == nil {
+			continue
+		}
+		if expired {
+			select {
+			case <-ch:
+			default:
+				late[i] = true
 			}
-			if wf.SHA1 != res.SHA1 {
-				return "", &DuplicateError{WAL: res.WAL, Repo: t.Name(), Archived: wf.SHA1, Pushed: res.SHA1}
-			}
-			st.skip = true
-			res.Existing = append(res.Existing, t.Name())
-			if p.opts.ModeCheck {
-				msg := fmt.Sprintf("WAL file '%s' already exists in the %s archive with the same checksum\n"+
-					"HINT: this is valid in some recovery scenarios but may also indicate a problem.", res.WAL, t.Name())
-				res.Warnings = append(res.Warnings, msg)
-				p.log.Warn(msg)
+			continue
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			expired = true
+			select {
+			case <-ch:
+			default:
+				late[i] = true
 			}
 		}
 	}
-	return res.WAL + "-" + res.SHA1 + p.opts.CompressType.Ext(), nil
+	return late
+}
+
+// decide compares what repository i holds, once listed, with the pushed
+// segment. It marks the repository when it already holds the segment. A
+// different checksum is a *DuplicateError, returned before anything is
+// written to a repository listed in time. Several copies in one repository
+// are an error of that repository, as in pgBackRest's walSegmentFind.
+func (p *Pusher) decide(res *PushResult, i int, st *repoState) error {
+	t := &p.targets[i]
+	switch {
+	case st.off || st.err != nil || len(st.found) == 0:
+	case len(st.found) > 1:
+		st.err = withCode(CodeArchiveDup, fmt.Errorf("duplicates found in archive for WAL segment %s: %v\nHINT: are multiple primaries archiving to this stanza?",
+			res.WAL, st.found))
+	default:
+		wf, err := repo.ParseWALRepoFileName(st.found[0])
+		if err != nil {
+			st.err = err // listSegment only returns names that parse
+			return nil
+		}
+		if wf.SHA1 != res.SHA1 {
+			return &DuplicateError{WAL: res.WAL, Repo: t.Name(), Archived: wf.SHA1, Pushed: res.SHA1}
+		}
+		st.skip = true
+		res.Existing = append(res.Existing, t.Name())
+		if p.opts.ModeCheck {
+			msg := fmt.Sprintf("WAL file '%s' already exists in the %s archive with the same checksum\n"+
+				"HINT: this is valid in some recovery scenarios but may also indicate a problem.", res.WAL, t.Name())
+			res.Warnings = append(res.Warnings, msg)
+			p.log.Warn(msg)
+		}
+	}
+	return nil
+}
+
+// selectRepos marks the targets that are not named in repos as off; a nil
+// repos selects every target.
+func selectRepos(targets []Target, states []repoState, repos []string) {
+	if repos == nil {
+		return
+	}
+	for i := range targets {
+		states[i].off = !slices.Contains(repos, targets[i].Name())
+	}
 }
 
 // checkHeader checks a segment's long page header against the stanza, as

@@ -10,8 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pgsidecar/pgsidecar/cipher"
 	"github.com/pgsidecar/pgsidecar/compress"
@@ -624,5 +626,177 @@ func TestNewPusherOptions(t *testing.T) {
 		if _, err := NewPusher(targets, tc.opts); (err == nil) != tc.ok {
 			t.Errorf("%s: %v", tc.name, err)
 		}
+	}
+}
+
+// TestPushRepos checks that a push restricted to some repositories reads the
+// file once for them, writes only there, and reports each repository's
+// outcome as soon as it is known: a fast repository before a stalled one.
+func TestPushRepos(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	gate := make(chan struct{})
+	stall := func(s storage.Store) storage.Store {
+		return &fault.Store{Inner: s, BeforePut: func(ctx context.Context, key string, r io.Reader) (io.Reader, error) {
+			select {
+			case <-gate:
+				return r, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}}
+	}
+	r1 := newTestRepo(t, "repo1", false, testCluster, nil)
+	r2 := newTestRepo(t, "repo2", true, testCluster, stall)
+	r3 := newTestRepo(t, "repo3", true, testCluster, nil)
+	p := newPusher(t, lz4Opts(), r1, r2, r3)
+	if got := p.Repos(); !slices.Equal(got, []string{"repo1", "repo2", "repo3"}) {
+		t.Fatalf("Repos() = %v", got)
+	}
+	data := smallSegment(9, testSysID, 0.5)
+	walPath := writeFile(t, t.TempDir(), seg1, data)
+
+	// Only repo3.
+	var mu sync.Mutex
+	reported := map[string]error{}
+	record := func(repo string, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, dup := reported[repo]; dup {
+			t.Errorf("%s reported twice", repo)
+		}
+		reported[repo] = err
+	}
+	res, err := p.PushRepos(ctx, walPath, []string{"repo3"}, record)
+	if err != nil || !slices.Equal(res.Written, []string{"repo3"}) {
+		t.Fatalf("push to repo3: %+v %v", res, err)
+	}
+	checkSegment(t, r3, seg1, data, compress.Lz4)
+	if got := r1.archived(t, "15-1"); len(got) != 0 {
+		t.Fatalf("repo1 was not selected but holds %v", got)
+	}
+	if len(reported) != 1 || reported["repo3"] != nil {
+		t.Fatalf("reports %v, want repo3 ok", reported)
+	}
+
+	// repo1 and repo2, repo2 stalled: repo1 is reported while repo2 waits,
+	// and repo3 is neither listed nor written.
+	reported = map[string]error{}
+	fast := make(chan struct{})
+	pushed := make(chan error, 1)
+	go func() {
+		_, err := p.PushRepos(ctx, walPath, []string{"repo1", "repo2"}, func(repo string, err error) {
+			record(repo, err)
+			if repo == "repo1" {
+				close(fast)
+			}
+		})
+		pushed <- err
+	}()
+	select {
+	case <-fast:
+	case <-time.After(30 * time.Second):
+		t.Fatal("repo1 was not reported while repo2 stalled")
+	}
+	select {
+	case err := <-pushed:
+		t.Fatalf("the push returned before repo2 was done: %v", err)
+	default:
+	}
+	close(gate)
+	if err := <-pushed; err != nil {
+		t.Fatalf("push to repo1 and repo2: %v", err)
+	}
+	checkSegment(t, r1, seg1, data, compress.Lz4)
+	checkSegment(t, r2, seg1, data, compress.Lz4)
+	if len(reported) != 2 || reported["repo1"] != nil || reported["repo2"] != nil {
+		t.Fatalf("reports %v, want repo1 and repo2 ok", reported)
+	}
+
+	// Same name, other content, to the repository that holds it: refused,
+	// and no repository is reported (they share the returned error).
+	reported = map[string]error{}
+	other := writeFile(t, t.TempDir(), seg1, smallSegment(10, testSysID, 0.5))
+	_, err = p.PushRepos(ctx, other, []string{"repo3"}, record)
+	if codeOf(err) != CodeArchiveDup || len(reported) != 0 {
+		t.Fatalf("duplicate: %v (reports %v), want code 45 and no report", err, reported)
+	}
+	checkSegment(t, r3, seg1, data, compress.Lz4)
+}
+
+// TestPushListWait checks that with ListWait a repository whose listing
+// hangs does not keep the others from being written and reported, that it
+// is written once its listing comes, and that a duplicate it then reveals
+// is still refused there.
+func TestPushListWait(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	var gate atomic.Pointer[chan struct{}]
+	stallList := func(s storage.Store) storage.Store {
+		return &fault.Store{Inner: s, BeforeList: func(ctx context.Context, _ string) error {
+			if g := gate.Load(); g != nil {
+				select {
+				case <-*g:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		}}
+	}
+	r1 := newTestRepo(t, "repo1", false, testCluster, nil)
+	r2 := newTestRepo(t, "repo2", true, testCluster, stallList)
+	opts := lz4Opts()
+	opts.ListWait = 50 * time.Millisecond
+	p := newPusher(t, opts, r1, r2)
+
+	run := func(seg string, data []byte) (chan struct{}, chan error, chan struct{}) {
+		g := make(chan struct{})
+		gate.Store(&g)
+		fast := make(chan struct{})
+		pushed := make(chan error, 1)
+		walPath := writeFile(t, t.TempDir(), seg, data)
+		go func() {
+			_, err := p.PushRepos(ctx, walPath, nil, func(repo string, err error) {
+				if repo == "repo1" && err == nil {
+					close(fast)
+				}
+			})
+			pushed <- err
+		}()
+		return g, pushed, fast
+	}
+	data := smallSegment(21, testSysID, 0.5)
+	g, pushed, fast := run(seg1, data)
+	select {
+	case <-fast:
+	case err := <-pushed:
+		t.Fatalf("the push ended before repo1 was reported: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("repo1 was not written while repo2's listing hung")
+	}
+	checkSegment(t, r1, seg1, data, compress.Lz4)
+	close(g)
+	if err := <-pushed; err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	checkSegment(t, r2, seg1, data, compress.Lz4)
+
+	// repo2 already holds seg2 with other content; its listing is late.
+	seg2 := "000000010000000000000002"
+	gate.Store(nil)
+	old := smallSegment(22, testSysID, 0.5)
+	if _, err := newPusher(t, lz4Opts(), r2).Push(ctx, writeFile(t, t.TempDir(), seg2, old)); err != nil {
+		t.Fatal(err)
+	}
+	g, pushed, _ = run(seg2, smallSegment(23, testSysID, 0.5))
+	time.Sleep(200 * time.Millisecond)
+	close(g)
+	var de *DuplicateError
+	if err := <-pushed; !errors.As(err, &de) || de.Repo != "repo2" {
+		t.Fatalf("late duplicate: %v, want a DuplicateError in repo2", err)
+	}
+	if got := r2.archived(t, "15-1"); !slices.Contains(got, seg2[:16]+"/"+seg2+"-"+sha1hex(old)+".lz4") || len(got) != 2 {
+		t.Fatalf("repo2 holds %v after the refused push, want its own copy of %s kept", got, seg2)
 	}
 }

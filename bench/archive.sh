@@ -12,14 +12,18 @@
 # the peak resident size of the tool's processes, sampled every 20 ms.
 #
 # Usage: bench/archive.sh            (as root; needs bin/pgsidecar: make build)
-# Env:   SEGMENTS (default 64), TOOLS (default "pgsidecar pgbackrest pgbackrest-async"),
+# Tools: pgsidecar (archive_command pushes, no daemon), pgsidecar-daemon (the
+#        same archive_command with `pgsidecar run` started before PostgreSQL:
+#        look-ahead pushes, answers over its socket), pgbackrest (sync) and
+#        pgbackrest-async (archive-async=y, process-max=2).
+# Env:   SEGMENTS (default 64), TOOLS (default "pgsidecar pgsidecar-daemon pgbackrest pgbackrest-async"),
 #        REPOS (default "1 4").
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SEGMENTS=${SEGMENTS:-64}
-TOOLS=${TOOLS:-"pgsidecar pgbackrest pgbackrest-async"}
+TOOLS=${TOOLS:-"pgsidecar pgsidecar-daemon pgbackrest pgbackrest-async"}
 REPOS=${REPOS:-"1 4"}
 PG_BIN=/usr/lib/postgresql/15/bin
 OS_USER=pgsidecar
@@ -33,7 +37,18 @@ as_user() { runuser -u "$OS_USER" -- "$@"; }
 stop_pg() { as_user "$PG_BIN/pg_ctl" -D "$1" -m immediate stop >/dev/null 2>&1 || true; }
 psql_q() { as_user "$PG_BIN/psql" -h "$W/run" -p "$PORT" -U postgres -Atqc "$1"; }
 
+# stop_daemon: SIGTERM to the pgsidecar daemon this script started, and wait.
+stop_daemon() {
+	[[ -s $W/daemon.pid ]] || return 0
+	local pid
+	pid=$(<"$W/daemon.pid")
+	kill -TERM "$pid" 2>/dev/null || true
+	while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+	rm -f "$W/daemon.pid"
+}
+
 cleanup() {
+	stop_daemon
 	for d in "$W"/data "$W"/template; do [[ -f $d/postmaster.pid ]] && stop_pg "$d"; done
 	rm -rf "$W"
 }
@@ -83,7 +98,8 @@ conf() {
 		echo "spool-path=$W/spool-$1-$2"
 		echo "log-level-console=warn"
 		echo "log-level-file=off"
-		if [[ $1 == pgbackrest-async ]]; then
+		if [[ $1 == pgbackrest-async || $1 == pgsidecar-daemon ]]; then
+			# pgsidecar-daemon: the socket is <spool-path>/pgsidecar-db.sock.
 			echo "archive-async=y"
 			echo "process-max=2"
 		fi
@@ -117,17 +133,27 @@ run() {
 	local tool=$1 nrepos=$2 cfg bin pattern
 	cfg=$(conf "$tool" "$nrepos")
 	case $tool in
-	pgsidecar) bin="$W/pgsidecar"; pattern="pgsidecar --config" ;;
+	pgsidecar*) bin="$W/pgsidecar"; pattern="pgsidecar --config" ;;
 	pgbackrest*) bin=/usr/bin/pgbackrest; pattern="pgbackrest --config" ;;
 	esac
 	rm -rf "$W/data" && cp -a "$W/template" "$W/data"
 	sed -i "s|^archive_command = 'false'|archive_command = '$bin --config=$cfg --stanza=db archive-push %p'|" "$W/data/postgresql.conf"
 	# The stanza is created by its own tool, on a copy that does not archive.
-	if [[ $tool == pgsidecar ]]; then
+	if [[ $tool == pgsidecar* ]]; then
 		as_user "$W/pgsidecar" --config="$cfg" --stanza=db stanza-create >/dev/null
 	else
 		as_user pgbackrest --config="$cfg" --stanza=db stanza-create >/dev/null 2>&1 ||
 			as_user pgbackrest --config="$cfg" --stanza=db --no-online stanza-create >/dev/null
+	fi
+	if [[ $tool == pgsidecar-daemon ]]; then
+		# The sidecar runs before PostgreSQL starts, as in a pod.
+		local sock=$W/spool-$tool-$nrepos/pgsidecar-db.sock
+		# shellcheck disable=SC2016 # expanded by the inner sh, on purpose
+		as_user sh -c 'echo $$ >"$0" && exec "$@"' "$W/daemon.pid" "$W/pgsidecar" --config="$cfg" --stanza=db run \
+			>"$W/daemon-$nrepos.log" 2>&1 &
+		local i
+		for ((i = 0; i < 200; i++)); do [[ -S $sock ]] && break; sleep 0.05; done
+		[[ -S $sock ]] || { echo "archive.sh: the daemon did not start; see $W/daemon-$nrepos.log" >&2; exit 1; }
 	fi
 	local rssfile=$W/rss
 	echo 0 >"$rssfile"
@@ -146,6 +172,7 @@ run() {
 	kill "$sampler" 2>/dev/null || true
 	wait "$sampler" 2>/dev/null || true
 	stop_pg "$W/data"
+	stop_daemon
 	local secs cpu mbs cpug rss
 	secs=$(calc "$t1 - $t0")
 	cpu=$(calc "($c1 - $c0) / $(getconf CLK_TCK)")
@@ -165,9 +192,11 @@ for n in $REPOS; do
 done
 echo
 for n in $REPOS; do
-	for base in pgbackrest pgbackrest-async; do
-		if [[ -n ${SECS[pgsidecar-$n]:-} && -n ${SECS[$base-$n]:-} ]]; then
-			printf 'speed-up of pgsidecar over %-16s with %s repo(s): %.2fx\n' "$base" "$n" "$(calc "${SECS[$base-$n]} / ${SECS[pgsidecar-$n]}")"
-		fi
+	for ours in pgsidecar pgsidecar-daemon; do
+		for base in pgbackrest pgbackrest-async; do
+			if [[ -n ${SECS[$ours-$n]:-} && -n ${SECS[$base-$n]:-} ]]; then
+				printf 'speed-up of %-16s over %-16s with %s repo(s): %.2fx\n' "$ours" "$base" "$n" "$(calc "${SECS[$base-$n]} / ${SECS[$ours-$n]}")"
+			fi
+		done
 	done
 done

@@ -992,7 +992,9 @@ func pgbackrestOptions() []optionDef {
 			group:    groupRepo,
 			required: true,
 			def:      some("service"),
-			allow:    []string{"auto", "service", "token"},
+			// "none" is a pgsidecar extension (no credentials, plain http
+			// endpoints only: emulators such as fake-gcs-server).
+			allow:    []string{"auto", "service", "token", "none"},
 			depend:   &dependRule{option: "repo-type", values: []string{"gcs"}},
 			commands: []string{"annotate", "archive-get", "archive-push", "backup", "check", "expire", "info", "manifest", "repo-create", "repo-get", "repo-ls", "repo-put", "repo-rm", "restore", "stanza-create", "stanza-delete", "stanza-upgrade", "verify"},
 		},

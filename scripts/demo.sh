@@ -48,7 +48,7 @@ fi
 
 cleanup() {
 	if [[ -n ${DAEMON:-} ]]; then kill "$DAEMON" 2>/dev/null || true; fi
-	for d in "$DEMO/pgdata" "$DEMO/restored"; do
+	for d in "$DEMO/pgdata" "$DEMO/restored" "$DEMO/pitr"; do
 		if [[ -f $d/postmaster.pid ]]; then
 			runuser -u "$OS_USER" -- "$PG_BIN/pg_ctl" -D "$d" -m immediate stop >/dev/null 2>&1 || true
 		fi
@@ -63,7 +63,7 @@ trap cleanup EXIT
 if [[ -f $DEMO/pgdata/postmaster.pid ]]; then
 	runuser -u "$OS_USER" -- "$PG_BIN/pg_ctl" -D "$DEMO/pgdata" -m immediate stop >/dev/null 2>&1 || true
 fi
-rm -rf "$DEMO"/{pgdata,restored,run,repo1,conf.d,spool}
+rm -rf "$DEMO"/{pgdata,restored,pitr,run,repo1,conf.d,spool}
 mkdir -p "$DEMO"/{run,repo1,conf.d,spool}
 chown -R "$OS_USER:$OS_USER" "$DEMO"
 
@@ -173,6 +173,29 @@ echo "    source:   $WANT"
 echo "    restored: $GOT"
 [[ $WANT == "$GOT" ]] && echo "    identical"
 as_user "$PG_BIN/pg_ctl" -D "$DEMO/restored" -m fast stop >/dev/null
+
+step "point-in-time recovery with pgsidecar restore: back to a named restore point"
+runuser -u "$OS_USER" -- "${PSQL[@]}" -c "create table marks (phase text, at timestamptz default clock_timestamp())"
+runuser -u "$OS_USER" -- "${PSQL[@]}" -c "insert into marks values ('before the target')"
+as_user "${PSQL[@]}" -c "select 'restore point at ' || pg_create_restore_point('demo-target')"
+runuser -u "$OS_USER" -- "${PSQL[@]}" -c "insert into marks values ('after the target')"
+SEG=$(runuser -u "$OS_USER" -- "${PSQL[@]}" -c "select pg_walfile_name(pg_switch_wal())")
+for _ in $(seq 1 100); do
+	[[ $(runuser -u "$OS_USER" -- "${PSQL[@]}" -c "select coalesce(last_archived_wal, '') from pg_stat_archiver") == "$SEG" ]] && break
+	sleep 0.1
+done
+as_user "${PGS[@]}" --pg1-path="$DEMO/pitr" --type=name --target=demo-target --target-action=promote restore
+echo "port = $((PORT + 2))" >>"$DEMO/pitr/postgresql.auto.conf"
+grep -A12 'Recovery settings' "$DEMO/pitr/postgresql.auto.conf" | sed 's/^/    /'
+as_user "$PG_BIN/pg_ctl" -D "$DEMO/pitr" -l "$DEMO/pitr.log" -w start >/dev/null
+PPSQL=("$PG_BIN/psql" -h "$DEMO/run" -p $((PORT + 2)) -U postgres -Atq)
+for _ in $(seq 1 100); do
+	[[ $(runuser -u "$OS_USER" -- "${PPSQL[@]}" -c "select pg_is_in_recovery()" 2>/dev/null) == f ]] && break
+	sleep 0.1
+done
+echo "    rows of marks in the recovered cluster:"
+runuser -u "$OS_USER" -- "${PPSQL[@]}" -c "select phase from marks order by at" | sed 's/^/      /'
+as_user "$PG_BIN/pg_ctl" -D "$DEMO/pitr" -m fast stop >/dev/null
 
 step "pgsidecar verify: every archived WAL and backup file decrypted, decompressed and checksummed"
 as_user "${PGS[@]}" verify
