@@ -74,6 +74,10 @@ type Options struct {
 	Log *zap.Logger
 	// Now is the clock (time.Now when nil); labels are formatted in its location.
 	Now func() time.Time
+	// Progress, when set, is called from the copying goroutines with the bytes of
+	// the files copied so far (their sizes from the walk) and the total to copy; calls
+	// may arrive out of order, the largest done is the current one.
+	Progress func(done, total uint64)
 }
 
 // Result describes a completed backup.
@@ -251,6 +255,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.progress = o.Progress
 	if err := c.copyAll(ctx, m, verify, o.ProcessMax); err != nil {
 		return nil, err
 	}

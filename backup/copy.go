@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
@@ -38,6 +39,8 @@ type copier struct {
 	// linked directories) for locating files.
 	targets []targetDir
 	log     *zap.Logger
+	// progress, when set, receives the bytes copied of the bytes to copy.
+	progress func(done, total uint64)
 }
 
 // targetDir is where the files under a manifest name prefix are on disk.
@@ -216,6 +219,17 @@ func (c *copier) copyAll(ctx context.Context, m *repo.Manifest, verify map[strin
 		}
 		return strings.Compare(m.Files[a].Name, m.Files[b].Name)
 	})
+	var total uint64
+	for _, i := range todo {
+		total += m.Files[i].Size
+	}
+	var done atomic.Uint64
+	report := func(n uint64) {
+		if c.progress != nil {
+			c.progress(done.Add(n), total)
+		}
+	}
+	report(0)
 	jobs := make(chan int)
 	removed := make([]bool, len(m.Files))
 	var mu sync.Mutex
@@ -242,6 +256,7 @@ func (c *copier) copyAll(ctx context.Context, m *repo.Manifest, verify map[strin
 				if err != nil {
 					return err
 				}
+				report(f.Size) // the size planned, so that done never passes total
 				mu.Lock()
 				if res.removed {
 					removed[i] = true

@@ -154,8 +154,8 @@ echo
 step "stock pgbackrest 2.45 reads what pgsidecar wrote: info, and archive-get of $SEG"
 PGBR=(pgbackrest --config="$DEMO/pgbackrest.conf" --log-path="$DEMO" --lock-path="$DEMO/run" --stanza="$STANZA")
 as_user "${PGBR[@]}" info
-as_user "${PGBR[@]}" archive-get "$SEG" "$DEMO/run/$SEG.pgbackrest"
-cmp "$DEMO/pgdata/pg_wal/$SEG" "$DEMO/run/$SEG.pgbackrest" && echo "    identical"
+as_user "${PGBR[@]}" --no-archive-async archive-get "$SEG" "$DEMO/run/$SEG.pgbackrest"
+cmp "$DEMO/run/$SEG.fetched" "$DEMO/run/$SEG.pgbackrest" && echo "    identical to what pgsidecar fetched"
 
 step "stock pgbackrest restores pgsidecar's incremental backup beside the cluster (port $((PORT + 1)))"
 WANT=$(runuser -u "$OS_USER" -- "${PSQL[@]}" -c "select count(*) || ' rows, ' || md5(string_agg(md5, ',' order by g)) from demo")
