@@ -142,3 +142,32 @@ func Backup(ctx context.Context, cfg *config.Config, repos []Repo, log *zap.Logg
 	}
 	return nil
 }
+
+// backupViaDaemon hands the backup to the daemon's queue when a daemon
+// runs, so that it waits its turn behind scheduled and other one-off
+// backups (one at a time across the repositories) instead of colliding with
+// them. With no daemon, the backup runs here.
+func backupViaDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger) (bool, error) {
+	repo := cfg.RepoSelected
+	if repo == 0 && len(cfg.Repos) > 0 {
+		repo = cfg.Repos[0].Index
+	}
+	typ := cfg.Type
+	if typ == "" {
+		typ = "incr"
+	}
+	socket, err := SocketPath(cfg)
+	if err != nil || repo == 0 {
+		return false, nil
+	}
+	resp, err := callDaemon(ctx, socket, request{Op: "backup", Repo: repo, Type: typ, StartFast: cfg.StartFast, PgPath: pgPath(cfg)}, 0)
+	switch {
+	case errors.Is(err, errNoDaemon):
+		log.Debug("no daemon answers: backing up here", zap.String("socket", socket), zap.Error(err))
+		return false, nil
+	case err != nil:
+		return true, err
+	}
+	log.Info("backup run by the daemon", zap.Int("repo", repo), zap.String("type", typ), zap.Bool("ok", resp.OK), zap.String("message", resp.Message))
+	return true, resp.err()
+}

@@ -41,6 +41,9 @@ type BackupRequest struct {
 	Type string
 	// Source is SourceSchedule or SourceOneOff.
 	Source string
+	// StartFast asks for an immediate checkpoint (--start-fast) on top of
+	// the configuration's start-fast.
+	StartFast bool
 }
 
 // BackupResult is the outcome of a request, sent once on the channel Submit
@@ -341,6 +344,7 @@ func NewBackupRunner(cfg *config.Config, repos []Repo, log *zap.Logger) BackupRu
 	return func(ctx context.Context, req BackupRequest, _ func(done, total uint64)) error {
 		c := *cfg
 		c.RepoSelected, c.Type = req.Repo, req.Type
+		c.StartFast = c.StartFast || req.StartFast
 		return Backup(ctx, &c, repos, log.With(zap.String("source", req.Source)))
 	}
 }

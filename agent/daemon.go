@@ -20,6 +20,7 @@ import (
 
 	"github.com/pgsidecar/pgsidecar/archive"
 	"github.com/pgsidecar/pgsidecar/config"
+	"github.com/pgsidecar/pgsidecar/scheduler"
 )
 
 // Reloader lets the daemon read its configuration again on request
@@ -182,6 +183,56 @@ type daemon struct {
 	backlog bool // the backlog warning is raised
 
 	kick chan struct{} // asks the watcher for a rescan
+
+	queue *BackupQueue // the stanza's backups, one at a time
+}
+
+// answerBackup queues a one-off backup (pgsidecar backup run from a shell)
+// behind the running and queued ones and answers when it has run.
+func (d *daemon) answerBackup(req request) response {
+	if req.PgPath != "" && filepath.Join(filepath.Clean(req.PgPath), "pg_wal") != d.walDir {
+		return response{Fallback: true, Message: fmt.Sprintf("this daemon serves %s, not %s", d.walDir, req.PgPath)}
+	}
+	id, done := d.queue.Submit(BackupRequest{Repo: req.Repo, Type: req.Type, Source: SourceOneOff, StartFast: req.StartFast})
+	d.log.Info("one-off backup queued", zap.Int("repo", req.Repo), zap.String("type", req.Type), zap.Uint64("id", id))
+	select {
+	case res := <-done:
+		if res.Err != nil {
+			return errorResponse(res.Err)
+		}
+		return response{OK: true, Message: fmt.Sprintf("backup %d of repo%d done", res.ID, req.Repo)}
+	case <-d.work.Done():
+		return response{Fallback: true, Message: "the daemon is shutting down"}
+	}
+}
+
+// newDaemonQueue builds the backup queue of the daemon: backups of the
+// configured repositories, on the primary only, each under the repository's
+// lease so that two agents never back up the stanza at once.
+func newDaemonQueue(cfg *config.Config, repos []Repo, log *zap.Logger) (*BackupQueue, error) {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown-host"
+	}
+	holder, err := NewHolderID(host, os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	return NewBackupQueue(QueueOptions{
+		Run:       NewBackupRunner(cfg, repos, log),
+		IsPrimary: NewPrimaryCheck(cfg),
+		Lease:     NewLeases(cfg.Stanza, repos, LeaseConfig{Holder: holder, Log: log}),
+		Log:       log,
+	}), nil
+}
+
+// endedWith turns an actor's return at shutdown (ctx's error) into a clean
+// end, so the daemon's result is that of the actor that failed, if any.
+func endedWith(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return nil
+	}
+	return err
 }
 
 func runDaemon(ctx context.Context, cfg *config.Config, repos []Repo, deps Deps, opts daemonOptions) error {
@@ -225,9 +276,20 @@ func runDaemon(ctx context.Context, cfg *config.Config, repos []Repo, deps Deps,
 	if opts.started != nil {
 		opts.started(d)
 	}
+	queue, err := newDaemonQueue(cfg, repos, log)
+	if err != nil {
+		return err
+	}
+	d.queue = queue
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.serve(gctx, ln) })
 	g.Go(func() error { return d.watch(gctx) })
+	// Backups: one queue for the stanza, fed by the schedules and by
+	// one-off requests; they end with ctx.
+	g.Go(func() error { return endedWith(gctx, queue.Run(gctx)) })
+	g.Go(func() error {
+		return endedWith(gctx, RunScheduler(gctx, cfg, repos, queue, scheduler.SystemClock{}, log))
+	})
 	if deps.Reload != nil {
 		g.Go(func() error { return d.reloadLoop(gctx, deps.Reload) })
 	}
@@ -306,6 +368,9 @@ func (d *daemon) handle(c net.Conn) {
 func (d *daemon) answer(req request) response {
 	if req.V != protocolVersion {
 		return response{Fallback: true, Message: fmt.Sprintf("protocol version %d is not supported", req.V)}
+	}
+	if req.Op == "backup" {
+		return d.answerBackup(req)
 	}
 	if _, err := archive.ParseName(req.Name); err != nil {
 		return errorResponse(err)

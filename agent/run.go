@@ -56,6 +56,8 @@ func Run(ctx context.Context, cfg *config.Config, d Deps, out io.Writer) error {
 		viaDaemon = pushViaDaemon
 	case "archive-get":
 		viaDaemon = getViaDaemon
+	case "backup":
+		viaDaemon = backupViaDaemon
 	}
 	if viaDaemon != nil {
 		log := d.Log

@@ -63,6 +63,10 @@ type request struct {
 	// PgPath is the client's pg1-path: a daemon serving another cluster
 	// (a restore beside the running one) declines with fallback.
 	PgPath string `json:"pg1-path,omitempty"`
+	// Repo and Type are the repository and backup type of op "backup".
+	Repo      int    `json:"repo,omitempty"`
+	Type      string `json:"type,omitempty"`
+	StartFast bool   `json:"start-fast,omitempty"`
 }
 
 // response is the daemon's answer.

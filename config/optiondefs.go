@@ -1443,9 +1443,11 @@ func pgbackrestOptions() []optionDef {
 			scope:    scopeGlobal,
 			required: true,
 			def:      some("/var/spool/pgbackrest"),
-			commands: []string{"archive-get", "archive-push", "restore"},
+			// backup is a pgsidecar addition: a backup run from a shell finds the
+			// daemon's socket in spool-path, as archive-push does.
+			commands: []string{"archive-get", "archive-push", "backup", "restore"},
 			rules:    map[string]cmdRule{"archive-get": {depend: &dependRule{option: "archive-async", values: []string{"y"}}}, "archive-push": {depend: &dependRule{option: "archive-async", values: []string{"y"}}}},
-			unused:   "pgsidecar keeps no spool directory",
+			unused:   "pgsidecar keeps no spool directory; the daemon's socket lives in it",
 		},
 		{
 			name:     "stanza",

@@ -141,7 +141,7 @@ as_user "${PGS[@]}" archive-get "$SEG" "$DEMO/run/$SEG.fetched"
 sha1sum "$DEMO/pgdata/pg_wal/$SEG" "$DEMO/run/$SEG.fetched" | sed 's/^/    /'
 cmp "$DEMO/pgdata/pg_wal/$SEG" "$DEMO/run/$SEG.fetched" && echo "    identical"
 
-step "pgsidecar backup: a full backup, more writes, then an incremental one"
+step "pgsidecar backup: a full backup, more writes, then an incremental one (queued and run by the daemon, one at a time)"
 as_user "${PGS[@]}" --type=full --start-fast backup
 runuser -u "$OS_USER" -- "${PSQL[@]}" -c "update demo set md5 = md5(md5) where g % 10 = 0"
 as_user "${PGS[@]}" --type=incr --start-fast backup
