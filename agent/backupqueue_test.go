@@ -18,66 +18,9 @@ import (
 
 	"github.com/pgsidecar/pgsidecar/config"
 	"github.com/pgsidecar/pgsidecar/repo"
+	"github.com/pgsidecar/pgsidecar/scheduler/schedtest"
 	"github.com/pgsidecar/pgsidecar/storage/posix"
 )
-
-// qClock is a scheduler.Clock that moves only when the test advances it.
-type qClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []qWaiter
-}
-
-type qWaiter struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func (c *qClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *qClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	at := c.now.Add(d)
-	if d <= 0 {
-		ch <- c.now
-		return ch
-	}
-	c.waiters = append(c.waiters, qWaiter{at: at, ch: ch})
-	return ch
-}
-
-// advance sets the time to t and fires the waits that are due.
-func (c *qClock) advance(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-	kept := c.waiters[:0]
-	for _, w := range c.waiters {
-		if !w.at.After(t) {
-			w.ch <- t
-		} else {
-			kept = append(kept, w)
-		}
-	}
-	c.waiters = kept
-}
-
-func (c *qClock) pending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.waiters)
-}
-
-func qWaitPending(t *testing.T, c *qClock, n int) {
-	t.Helper()
-	qWaitUntil(t, "clock waiters", func() bool { return c.pending() >= n })
-}
 
 func qWaitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -211,7 +154,7 @@ func TestQueueSchedulesAndOneOffRunOneAtATime(t *testing.T) {
 	r2.Config.Schedules.Differential = "0 1 * * *"
 	cfg.Repos = []config.Repo{r1.Config, r2.Config}
 	repos := []Repo{r1, r2}
-	clock := &qClock{now: qTime("2026-11-29 00:30")}
+	clock := schedtest.NewClock(qTime("2026-11-29 00:30"))
 	// Both repositories were backed up at midnight: nothing is missed at start.
 	qBackupInfo(t, cfg, r1, map[repo.BackupType]time.Time{repo.BackupFull: qTime("2026-11-29 00:00")})
 	qBackupInfo(t, cfg, r2, map[repo.BackupType]time.Time{repo.BackupFull: qTime("2026-11-29 00:00")})
@@ -238,11 +181,11 @@ func TestQueueSchedulesAndOneOffRunOneAtATime(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	schedDone := make(chan error, 1)
 	go func() { schedDone <- RunScheduler(ctx, cfg, repos, q, clock, zaptest.NewLogger(t)) }()
-	qWaitPending(t, clock, 1)
+	clock.WaitPending(t, 1)
 	if got := rec.runs(); len(got) != 0 {
 		t.Fatalf("backups before the schedules were due: %v", got)
 	}
-	clock.advance(qTime("2026-11-29 01:00"))
+	clock.Advance(qTime("2026-11-29 01:00"))
 	_, oneOff := q.Submit(BackupRequest{Repo: 1, Type: "incr", Source: SourceOneOff})
 	qWaitUntil(t, "three backups", func() bool { return len(rec.runs()) == 3 })
 	if res := <-oneOff; res.Err != nil {
@@ -406,14 +349,14 @@ func TestScheduleMissedRunsOnceAtStart(t *testing.T) {
 	qBackupInfo(t, cfg, r2, map[repo.BackupType]time.Time{
 		repo.BackupFull: qTime("2026-11-29 12:05"), repo.BackupDiff: qTime("2026-11-29 03:00"),
 	})
-	clock := &qClock{now: qTime("2026-11-29 12:20")}
+	clock := schedtest.NewClock(qTime("2026-11-29 12:20"))
 	rec := &recorder{}
 	q := NewBackupQueue(QueueOptions{Run: rec.run, Log: zaptest.NewLogger(t)})
 	startQueue(t, q)
 	ctx, cancel := context.WithCancel(t.Context())
 	schedDone := make(chan error, 1)
 	go func() { schedDone <- RunScheduler(ctx, cfg, repos, q, clock, zaptest.NewLogger(t)) }()
-	qWaitPending(t, clock, 1)
+	clock.WaitPending(t, 1)
 	qWaitUntil(t, "the missed backups", func() bool {
 		st := q.Status()
 		return st.Running == nil && len(st.Queued) == 0 && len(rec.runs()) >= 2
@@ -423,7 +366,7 @@ func TestScheduleMissedRunsOnceAtStart(t *testing.T) {
 		t.Fatalf("missed runs %v", got)
 	}
 	// The next tick (12:30 incr of repo1) runs it, once.
-	clock.advance(qTime("2026-11-29 12:30"))
+	clock.Advance(qTime("2026-11-29 12:30"))
 	qWaitUntil(t, "the next tick", func() bool { return len(rec.runs()) == 3 })
 	if got := rec.runs()[2]; got != "repo1 incr schedule" {
 		t.Fatalf("tick ran %s", got)
@@ -451,7 +394,7 @@ func TestScheduleEntriesAndBadSpec(t *testing.T) {
 	}
 	cfg.Repos[1].Schedules.Full = "61 * * * *"
 	q := NewBackupQueue(QueueOptions{Run: func(context.Context, BackupRequest, func(uint64, uint64)) error { return nil }})
-	err := RunScheduler(t.Context(), cfg, nil, q, &qClock{now: qTime("2026-11-29 00:00")}, nil)
+	err := RunScheduler(t.Context(), cfg, nil, q, schedtest.NewClock(qTime("2026-11-29 00:00")), nil)
 	if err == nil || !strings.Contains(err.Error(), "repo2 full") {
 		t.Fatalf("bad schedule: %v", err)
 	}

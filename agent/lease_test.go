@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/pgsidecar/pgsidecar/scheduler/schedtest"
 	"github.com/pgsidecar/pgsidecar/storage"
 )
 
@@ -92,7 +93,7 @@ func TestLeaseTwoAgentsNeverBackUpAtOnce(t *testing.T) {
 func TestLeaseExpiredIsTakenOver(t *testing.T) {
 	t.Parallel()
 	s := qRepo(t, 1, t.TempDir()).Store
-	clock := &qClock{now: qTime("2026-11-29 12:00")}
+	clock := schedtest.NewClock(qTime("2026-11-29 12:00"))
 	qWriteLease(t, s, "crashed-pod/7/aa", qTime("2026-11-29 11:59"))
 	l := NewLease(s, "db", LeaseConfig{Holder: "me/1/bb", TTL: time.Minute, Clock: clock, Log: zaptest.NewLogger(t)})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -114,18 +115,18 @@ func TestLeaseExpiredIsTakenOver(t *testing.T) {
 func TestLeaseOfAnotherAgentIsLeftAlone(t *testing.T) {
 	t.Parallel()
 	s := qRepo(t, 1, t.TempDir()).Store
-	clock := &qClock{now: qTime("2026-11-29 12:00")}
+	clock := schedtest.NewClock(qTime("2026-11-29 12:00"))
 	qWriteLease(t, s, "other-pod/7/aa", qTime("2026-11-29 12:04"))
 	l := NewLease(s, "db", LeaseConfig{Holder: "me/1/bb", TTL: time.Minute, Retry: time.Minute, Clock: clock, Log: zaptest.NewLogger(t)})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- l.Acquire(ctx) }()
 	// It waits for the other agent's lease; two minutes on it is still valid.
-	qWaitPending(t, clock, 1)
-	clock.advance(qTime("2026-11-29 12:01"))
-	qWaitPending(t, clock, 1)
-	clock.advance(qTime("2026-11-29 12:02"))
-	qWaitPending(t, clock, 1)
+	clock.WaitPending(t, 1)
+	clock.Advance(qTime("2026-11-29 12:01"))
+	clock.WaitPending(t, 1)
+	clock.Advance(qTime("2026-11-29 12:02"))
+	clock.WaitPending(t, 1)
 	select {
 	case err := <-done:
 		t.Fatalf("acquired a lease held by another agent: %v", err)
@@ -141,7 +142,7 @@ func TestLeaseOfAnotherAgentIsLeftAlone(t *testing.T) {
 		t.Fatalf("the other agent's lease became %q", h)
 	}
 	// Once it has expired, the waiting agent takes it over.
-	clock.advance(qTime("2026-11-29 12:05"))
+	clock.Advance(qTime("2026-11-29 12:05"))
 	if err := <-done; err != nil {
 		t.Fatalf("acquire after expiry: %v", err)
 	}
@@ -154,7 +155,7 @@ func TestLeaseOfAnotherAgentIsLeftAlone(t *testing.T) {
 func TestLeaseRenewedAndLost(t *testing.T) {
 	t.Parallel()
 	s := qRepo(t, 1, t.TempDir()).Store
-	clock := &qClock{now: qTime("2026-11-29 12:00")}
+	clock := schedtest.NewClock(qTime("2026-11-29 12:00"))
 	l := NewLease(s, "db", LeaseConfig{Holder: "me/1/bb", TTL: 3 * time.Minute, Clock: clock, Log: zaptest.NewLogger(t)})
 	readExpiry := func() time.Time {
 		b, err := storage.ReadAll(t.Context(), s, l.Key())
@@ -182,13 +183,13 @@ func TestLeaseRenewedAndLost(t *testing.T) {
 		t.Fatalf("lease expires %v", e)
 	}
 	// Renewed every TTL/3 while the backup runs.
-	qWaitPending(t, clock, 1)
-	clock.advance(qTime("2026-11-29 12:01"))
+	clock.WaitPending(t, 1)
+	clock.Advance(qTime("2026-11-29 12:01"))
 	qWaitUntil(t, "the renewal", func() bool { return readExpiry().Equal(qTime("2026-11-29 12:04")) })
 	// Another agent took it over (it judged it expired): the backup stops.
 	qWriteLease(t, s, "other-pod/7/aa", qTime("2026-11-29 12:10"))
-	qWaitPending(t, clock, 1)
-	clock.advance(qTime("2026-11-29 12:02"))
+	clock.WaitPending(t, 1)
+	clock.Advance(qTime("2026-11-29 12:02"))
 	err := <-done
 	if !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("Do returned %v, want the lease lost", err)
@@ -201,7 +202,7 @@ func TestLeaseRenewedAndLost(t *testing.T) {
 func TestLeaseOwnStaleOrUnreadableIsRetaken(t *testing.T) {
 	t.Parallel()
 	s := qRepo(t, 1, t.TempDir()).Store
-	clock := &qClock{now: time.Now().Add(24 * time.Hour)}
+	clock := schedtest.NewClock(time.Now().Add(24 * time.Hour))
 	l := NewLease(s, "db", LeaseConfig{Holder: "me/1/bb", TTL: time.Minute, Clock: clock, Log: zaptest.NewLogger(t)})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()

@@ -3,9 +3,10 @@ package scheduler
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/pgsidecar/pgsidecar/scheduler/schedtest"
 )
 
 func utc(s string) time.Time {
@@ -112,57 +113,9 @@ func TestMissedRunsOnce(t *testing.T) {
 	}
 }
 
-// fakeClock advances only when the test says so.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []waiter
-}
-
-type waiter struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	c.waiters = append(c.waiters, waiter{at: c.now.Add(d), ch: ch})
-	return ch
-}
-
-// advance moves the clock to t, firing due waiters.
-func (c *fakeClock) advance(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-	kept := c.waiters[:0]
-	for _, w := range c.waiters {
-		if !w.at.After(t) {
-			w.ch <- t
-		} else {
-			kept = append(kept, w)
-		}
-	}
-	c.waiters = kept
-}
-
-func (c *fakeClock) pending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.waiters)
-}
-
 func TestRunSubmitsMissedThenTicks(t *testing.T) {
 	t.Parallel()
-	clock := &fakeClock{now: utc("2026-11-29 00:30")}
+	clock := schedtest.NewClock(utc("2026-11-29 00:30"))
 	s, err := New([]Entry{
 		{Repo: 1, Type: Full, Spec: "0 1 * * *"},
 		{Repo: 1, Type: Diff, Spec: "0 1 * * *"},
@@ -195,11 +148,11 @@ func TestRunSubmitsMissedThenTicks(t *testing.T) {
 		}
 	}
 	expect("repo1 full") // the missed run, once
-	waitPending(t, clock)
-	clock.advance(utc("2026-11-29 01:00"))
+	clock.WaitPending(t, 1)
+	clock.Advance(utc("2026-11-29 01:00"))
 	expect("repo1 full", "repo1 diff") // both due the same minute
-	waitPending(t, clock)
-	clock.advance(utc("2026-11-29 01:30"))
+	clock.WaitPending(t, 1)
+	clock.Advance(utc("2026-11-29 01:30"))
 	expect("repo2 incr")
 	select {
 	case e := <-got:
@@ -209,16 +162,5 @@ func TestRunSubmitsMissedThenTicks(t *testing.T) {
 	cancel()
 	if err := <-done; err != context.Canceled {
 		t.Fatalf("Run returned %v", err)
-	}
-}
-
-func waitPending(t *testing.T, c *fakeClock) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for c.pending() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("scheduler never waited on the clock")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
