@@ -79,6 +79,12 @@ func backupRepo(cfg *config.Config, repos []Repo) (Repo, error) {
 // Backup is the backup command: an online full, differential or incremental backup of
 // pg1 into one repository (--repo, default the first), in pgBackRest 2.45's format.
 func Backup(ctx context.Context, cfg *config.Config, repos []Repo, log *zap.Logger) error {
+	return backupWithProgress(ctx, cfg, repos, log, nil)
+}
+
+// backupWithProgress is Backup reporting the bytes copied so far of the
+// total to progress (nil: none), as the daemon's queue shows them.
+func backupWithProgress(ctx context.Context, cfg *config.Config, repos []Repo, log *zap.Logger, progress func(done, total uint64)) error {
 	if len(cfg.Pgs) == 0 || cfg.Pgs[0].Path == "" {
 		return withCode(codeOptionMissing, errors.New("backup requires option pg1-path"))
 	}
@@ -116,7 +122,7 @@ func Backup(ctx context.Context, cfg *config.Config, repos []Repo, log *zap.Logg
 	began := time.Now()
 	res, err := backup.Run(ctx, backup.Options{
 		Repo: openStanza(cfg, r), PgPath: cfg.Pgs[0].Path, ConnConfig: cc, Type: typ,
-		StartFast: cfg.StartFast, ProcessMax: cfg.ProcessMax,
+		StartFast: cfg.StartFast, ProcessMax: cfg.ProcessMax, Progress: progress,
 		CompressType: ct, CompressLevel: cfg.CompressLevel,
 		ArchiveCheck: cfg.ArchiveCheck, ArchiveTimeout: timeout, ChecksumPage: cfg.ChecksumPage,
 		Exclude: cfg.Exclude, Annotation: cfg.Annotation, BufferSize: bufferSize, Log: log,

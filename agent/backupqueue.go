@@ -338,14 +338,14 @@ func (q *BackupQueue) setState(j *job, state string) {
 }
 
 // NewBackupRunner returns the production BackupRunFunc: Backup with a copy of
-// cfg whose --repo and --type are the request's. Backup reports no progress
-// yet, so Status shows the running backup's bytes as unknown.
+// cfg whose --repo and --type are the request's, reporting its progress to
+// the queue's Status.
 func NewBackupRunner(cfg *config.Config, repos []Repo, log *zap.Logger) BackupRunFunc {
-	return func(ctx context.Context, req BackupRequest, _ func(done, total uint64)) error {
+	return func(ctx context.Context, req BackupRequest, progress func(done, total uint64)) error {
 		c := *cfg
 		c.RepoSelected, c.Type = req.Repo, req.Type
 		c.StartFast = c.StartFast || req.StartFast
-		return Backup(ctx, &c, repos, log.With(zap.String("source", req.Source)))
+		return backupWithProgress(ctx, &c, repos, log.With(zap.String("source", req.Source)), progress)
 	}
 }
 
