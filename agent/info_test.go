@@ -16,6 +16,7 @@ import (
 
 	"github.com/pgsidecar/pgsidecar/config"
 	"github.com/pgsidecar/pgsidecar/repo"
+	"github.com/pgsidecar/pgsidecar/storage/storagetest"
 )
 
 const infoGolden = "../repo/testdata"
@@ -33,10 +34,7 @@ func infoStock(t *testing.T) string {
 		}
 	}
 	if err != nil {
-		if strings.Contains(os.Getenv("PGSIDECAR_TEST_REQUIRE"), "postgres") {
-			t.Fatalf("pgbackrest 2.45 is required: %v", err)
-		}
-		t.Skipf("pgbackrest 2.45 is not installed: %v", err)
+		storagetest.Unavailable(t, "postgres", fmt.Errorf("pgbackrest 2.45 is not installed: %w", err))
 	}
 	return bin
 }

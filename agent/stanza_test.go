@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/pgsidecar/pgsidecar/config"
 	"github.com/pgsidecar/pgsidecar/pg"
 	"github.com/pgsidecar/pgsidecar/repo"
+	"github.com/pgsidecar/pgsidecar/storage/storagetest"
 )
 
 // requireTool fails when PostgreSQL tools are required and missing, and
@@ -22,10 +24,7 @@ import (
 func requireTool(t *testing.T, path string) {
 	t.Helper()
 	if _, err := os.Stat(path); err != nil {
-		if strings.Contains(os.Getenv("PGSIDECAR_TEST_REQUIRE"), "postgres") {
-			t.Fatalf("%s is required: %v", path, err)
-		}
-		t.Skipf("%s not installed: %v", path, err)
+		storagetest.Unavailable(t, "postgres", fmt.Errorf("%s not installed: %w", path, err))
 	}
 }
 

@@ -3,12 +3,14 @@ package backup
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/pgsidecar/pgsidecar/storage/storagetest"
 )
 
 // initdbChecksums makes a data directory with data checksums (not started); it skips
@@ -18,10 +20,7 @@ func initdbChecksums(t *testing.T) string {
 	t.Helper()
 	bin := "/usr/lib/postgresql/15/bin/initdb"
 	if _, err := os.Stat(bin); err != nil {
-		if strings.Contains(os.Getenv("PGSIDECAR_TEST_REQUIRE"), "postgres") {
-			t.Fatalf("%s is required: %v", bin, err)
-		}
-		t.Skipf("%s not installed: %v", bin, err)
+		storagetest.Unavailable(t, "postgres", fmt.Errorf("%s not installed: %w", bin, err))
 	}
 	dir, err := os.MkdirTemp("", "pgsidecar-backup-")
 	if err != nil {

@@ -3,12 +3,15 @@ package pg
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/pgsidecar/pgsidecar/storage/storagetest"
 )
 
 func TestParseControl(t *testing.T) {
@@ -65,10 +68,7 @@ func TestRealCluster(t *testing.T) {
 	t.Parallel()
 	bin := "/usr/lib/postgresql/15/bin"
 	if _, err := os.Stat(filepath.Join(bin, "initdb")); err != nil {
-		if strings.Contains(os.Getenv("PGSIDECAR_TEST_REQUIRE"), "postgres") {
-			t.Fatalf("PostgreSQL 15 is required: %v", err)
-		}
-		t.Skipf("PostgreSQL 15 not installed: %v", err)
+		storagetest.Unavailable(t, "postgres", fmt.Errorf("PostgreSQL 15 not installed: %w", err))
 	}
 	dir, err := os.MkdirTemp("", "pgsidecar-pg-")
 	if err != nil {

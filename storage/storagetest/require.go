@@ -16,7 +16,8 @@ func Required(backend string) bool {
 	return slices.Contains(strings.Split(os.Getenv(RequireEnv), ","), backend)
 }
 
-// Unavailable ends the test when a backend's service cannot be reached: it
+// Unavailable ends the test when a backend's service (or PostgreSQL,
+// backend "postgres") cannot be reached: it
 // fails when the backend is required and skips otherwise, naming the
 // service and why.
 func Unavailable(t testing.TB, backend string, why error) {
