@@ -179,10 +179,9 @@ func TestDaemonArchiving(t *testing.T) {
 	}
 }
 
-// startPgsidecarDaemon starts `pgsidecar run` as u, logging to logPath, and
-// returns the process and a function that stops it with SIGTERM and waits
-// (also registered as a cleanup).
-func startPgsidecarDaemon(t *testing.T, u osUser, conf, logPath string) (*exec.Cmd, func()) {
+// launchDaemon starts `pgsidecar run` for conf as u, in its own process
+// group (killed if the test process dies), logging to logPath.
+func launchDaemon(t *testing.T, u osUser, conf, logPath string) *exec.Cmd {
 	t.Helper()
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -197,6 +196,15 @@ func startPgsidecarDaemon(t *testing.T, u osUser, conf, logPath string) (*exec.C
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start pgsidecar run: %v", err)
 	}
+	return cmd
+}
+
+// startPgsidecarDaemon starts `pgsidecar run` as u, logging to logPath, and
+// returns the process and a function that stops it with SIGTERM and waits
+// (also registered as a cleanup).
+func startPgsidecarDaemon(t *testing.T, u osUser, conf, logPath string) (*exec.Cmd, func()) {
+	t.Helper()
+	cmd := launchDaemon(t, u, conf, logPath)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	stopped := false

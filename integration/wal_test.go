@@ -477,19 +477,7 @@ type walDaemon struct {
 // killed.
 func startWALDaemon(t *testing.T, u osUser, conf, logPath string) *walDaemon {
 	t.Helper()
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = logf.Close() })
-	cmd := exec.Command(pgsidecarBin, "--config="+conf, "--stanza=db", "run")
-	cmd.Dir = filepath.Dir(conf)
-	cmd.Env = baseEnv(cmd.Dir)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.credential(), Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start pgsidecar run: %v", err)
-	}
+	cmd := launchDaemon(t, u, conf, logPath)
 	d := &walDaemon{cmd: cmd, done: make(chan error, 1), log: logPath}
 	go func() { d.done <- cmd.Wait() }()
 	t.Cleanup(func() {
