@@ -34,6 +34,8 @@ export PGSIDECAR_TEST_S3_REGION PGSIDECAR_TEST_S3_CA_FILE PGSIDECAR_TEST_GCS_END
 export PGSIDECAR_TEST_AZURE_ENDPOINT PGSIDECAR_TEST_AZURE_ACCOUNT PGSIDECAR_TEST_AZURE_KEY
 
 GO_TEST_TIMEOUT ?= 60m
+# Extra go test flags, e.g. GO_TEST_FLAGS="-run TestRestorePITR -v"
+GO_TEST_FLAGS ?=
 # Packages vetted and tested; narrow it for a quicker run, e.g. PKGS=./storage/...
 PKGS ?= ./...
 
@@ -63,7 +65,7 @@ services-status: ## Show each service, its pid and whether it answers.
 test: export PGSIDECAR_TEST_REQUIRE := $(PGSIDECAR_TEST_REQUIRE)
 test: services ## Vet, then run all tests with -race against the real services.
 	$(GO) vet $(PKGS)
-	$(GO) test -race -count=1 -timeout $(GO_TEST_TIMEOUT) $(PKGS)
+	$(GO) test -race -count=1 -timeout $(GO_TEST_TIMEOUT) $(GO_TEST_FLAGS) $(PKGS)
 
 test-short: ## Quick local run: no services, no race detector, -short.
 	$(GO) test -short -count=1 $(PKGS)

@@ -1,7 +1,6 @@
 package cipher
 
 import (
-	"crypto/aes"
 	stdcipher "crypto/cipher"
 	"errors"
 	"fmt"
@@ -162,11 +161,11 @@ func (d *decrypter) readHeader() error {
 	key, iv := deriveKey(d.pass, hdr[len(Magic):])
 	clear(d.pass)
 	d.pass = nil
-	block, err := aes.NewCipher(key[:])
+	mode, err := newCBC(&key, iv, true)
 	if err != nil {
 		return fmt.Errorf("create decrypter: %w", err)
 	}
-	d.mode = stdcipher.NewCBCDecrypter(block, iv[:])
+	d.mode = mode
 	d.buf = make([]byte, 0, batchSize+BlockSize)
 	return nil
 }

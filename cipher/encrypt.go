@@ -1,7 +1,6 @@
 package cipher
 
 import (
-	"crypto/aes"
 	stdcipher "crypto/cipher"
 	"crypto/rand"
 	"fmt"
@@ -47,13 +46,13 @@ func NewEncrypter(w io.Writer, pass []byte) (io.WriteCloser, error) {
 // reproduce known-answer vectors.
 func newEncrypter(w io.Writer, pass []byte, salt [SaltSize]byte) (*encrypter, error) {
 	key, iv := deriveKey(pass, salt[:])
-	block, err := aes.NewCipher(key[:])
+	mode, err := newCBC(&key, iv, false)
 	if err != nil {
 		return nil, fmt.Errorf("create encrypter: %w", err)
 	}
 	e := &encrypter{
 		w:    w,
-		mode: stdcipher.NewCBCEncrypter(block, iv[:]),
+		mode: mode,
 		out:  make([]byte, 0, HeaderSize+batchSize),
 	}
 	e.out = append(e.out, Magic...)
