@@ -17,7 +17,8 @@
 # Usage: bench/restore.sh            (as root; needs bin/pgsidecar: make build)
 # Env:   SCALE (default 100), PROCESS_MAX (default 2), ROUNDS (default 1),
 #        COMPRESS (default lz4), CIPHER (aes-256-cbc or none; default aes-256-cbc),
-#        PGSIDECAR (default bin/pgsidecar).
+#        PGSIDECAR (default bin/pgsidecar), CPUPROFILE (a file: pgsidecar's CPU
+#        profile of the last round is written there, for `go tool pprof`).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -28,6 +29,7 @@ ROUNDS=${ROUNDS:-1}
 COMPRESS=${COMPRESS:-lz4}
 CIPHER=${CIPHER:-aes-256-cbc}
 PGSIDECAR=${PGSIDECAR:-$ROOT/bin/pgsidecar}
+CPUPROFILE=${CPUPROFILE:-}
 PG_BIN=/usr/lib/postgresql/15/bin
 OS_USER=pgsidecar
 W=/tmp/pgsidecar-bench-restore
@@ -111,7 +113,8 @@ declare -A SECS BYTES RSS
 run() {
 	local tool=$1 bin pattern dir round
 	case $tool in
-	pgsidecar) bin="$W/pgsidecar"; pattern="pgsidecar --config" ;;
+	pgsidecar) bin="$W/pgsidecar"; pattern="pgsidecar --config"
+		[[ -n $CPUPROFILE ]] && bin="env PGSIDECAR_CPUPROFILE=$W/cpu.prof $bin" ;;
 	pgbackrest) bin=/usr/bin/pgbackrest; pattern="pgbackrest --config" ;;
 	esac
 	for ((round = 1; round <= ROUNDS; round++)); do
@@ -123,12 +126,13 @@ run() {
 		sample_rss "$pattern" "$rssfile" &
 		local sampler=$!
 		t0=$(date +%s.%N)
-		as_user "$bin" --config="$CONF" --stanza=db --pg1-path="$dir" --process-max="$PROCESS_MAX" \
+		as_user $bin --config="$CONF" --stanza=db --pg1-path="$dir" --process-max="$PROCESS_MAX" \
 			--set="$label" --type=immediate --target-action=promote restore >"$W/log/$tool-restore.out" 2>&1 ||
 			{ kill "$sampler"; echo "restore.sh: $tool restore failed:" >&2; cat "$W/log/$tool-restore.out" >&2; exit 1; }
 		t1=$(date +%s.%N)
 		kill "$sampler" 2>/dev/null || true
 		wait "$sampler" 2>/dev/null || true
+		[[ -f $W/cpu.prof ]] && cp "$W/cpu.prof" "$CPUPROFILE"
 		secs=$(calc "$t1 - $t0")
 		if [[ -z ${SECS[$tool]:-} ]] || awk "BEGIN { exit !($secs < ${SECS[$tool]}) }"; then
 			SECS[$tool]=$secs

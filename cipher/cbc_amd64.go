@@ -34,6 +34,11 @@ func cbcEncryptAsm(xk *roundKeys, iv *[BlockSize]byte, dst, src *byte, n int)
 //go:noescape
 func cbcDecryptAsm(xk *roundKeys, iv *[BlockSize]byte, dst, src *byte, n int)
 
+// aesIMC applies InvMixColumns to one round key in place (AESIMC).
+//
+//go:noescape
+func aesIMC(rk *[BlockSize]byte)
+
 // cbcNI is a [crypto/cipher.BlockMode] on the assembly routines.
 type cbcNI struct {
 	xk      roundKeys
@@ -135,13 +140,7 @@ func invertSchedule(xk *roundKeys) {
 		xk[i], xk[j] = xk[j], xk[i]
 	}
 	for r := 1; r < aesRounds; r++ {
-		for c := 0; c < BlockSize; c += 4 {
-			a0, a1, a2, a3 := xk[r][c], xk[r][c+1], xk[r][c+2], xk[r][c+3]
-			xk[r][c] = gfMul(a0, 14) ^ gfMul(a1, 11) ^ gfMul(a2, 13) ^ gfMul(a3, 9)
-			xk[r][c+1] = gfMul(a0, 9) ^ gfMul(a1, 14) ^ gfMul(a2, 11) ^ gfMul(a3, 13)
-			xk[r][c+2] = gfMul(a0, 13) ^ gfMul(a1, 9) ^ gfMul(a2, 14) ^ gfMul(a3, 11)
-			xk[r][c+3] = gfMul(a0, 11) ^ gfMul(a1, 13) ^ gfMul(a2, 9) ^ gfMul(a3, 14)
-		}
+		aesIMC(&xk[r])
 	}
 }
 
@@ -151,16 +150,4 @@ func gfDouble(a byte) byte {
 		return a<<1 ^ 0x1b
 	}
 	return a << 1
-}
-
-// gfMul multiplies a by b in AES's GF(2^8).
-func gfMul(a, b byte) byte {
-	var p byte
-	for ; b != 0; b >>= 1 {
-		if b&1 != 0 {
-			p ^= a
-		}
-		a = gfDouble(a)
-	}
-	return p
 }

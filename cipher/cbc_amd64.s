@@ -285,3 +285,11 @@ dec1:
 dec_done:
 	MOVOU X10, 0(BX)
 	RET
+
+// func aesIMC(rk *[BlockSize]byte)
+TEXT ·aesIMC(SB), NOSPLIT, $0-8
+	MOVQ rk+0(FP), AX
+	MOVOU 0(AX), X0
+	AESIMC X0, X0
+	MOVOU X0, 0(AX)
+	RET

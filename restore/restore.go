@@ -286,9 +286,17 @@ func Run(ctx context.Context, rs *repo.Repository, m *repo.Manifest, opts Option
 			}
 		}
 	}
+	// Every file, directory and link is durable before pg_control makes the
+	// cluster startable.
+	if err := l.syncRoots(); err != nil {
+		return st, err
+	}
 	if control != "" {
 		if err := os.Rename(control+tmpExt, control); err != nil {
 			return st, fmt.Errorf("install pg_control: %w", err)
+		}
+		if err := syncDir(filepath.Dir(control)); err != nil {
+			return st, err
 		}
 	}
 	if err := os.Remove(manifestCopy); err != nil {
@@ -513,10 +521,14 @@ func download(ctx context.Context, rs *repo.Repository, m *repo.Manifest, ct com
 		return fmt.Errorf("create %s: %w", p, err)
 	}
 	h := sha1.New()
-	buf := make([]byte, copyBufferSize)
-	n, err := io.CopyBuffer(io.MultiWriter(fh, h), io.LimitReader(rc, int64(f.Size)+1), buf)
-	if err == nil {
-		err = fh.Sync()
+	// No fsync per file: the restore flushes each file system once at the
+	// end (syncRoots), before pg_control goes in.
+	src := io.LimitReader(rc, int64(f.Size)+1)
+	var n int64
+	if f.Size >= pipeMinSize {
+		n, err = pipeCopy(fh, h, src)
+	} else {
+		n, err = io.CopyBuffer(io.MultiWriter(fh, h), src, make([]byte, min(copyBufferSize, f.Size+1)))
 	}
 	if cerr := fh.Close(); err == nil {
 		err = cerr

@@ -12,6 +12,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,6 +84,9 @@ func run(args, env []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if stopProfile := startCPUProfile(env, log); stopProfile != nil {
+		defer stopProfile()
+	}
 
 	deps := agent.Deps{Log: log, Registry: prometheus.NewRegistry(), Env: env, Version: version}
 	if cfg.Command == "run" {
@@ -126,4 +131,32 @@ func newLogger(level string, w io.Writer) *zap.Logger {
 	enc.EncodeTime = zapcore.ISO8601TimeEncoder
 	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(w), lvl)
 	return zap.New(core)
+}
+
+// startCPUProfile writes a CPU profile of the whole command to the file named
+// by PGSIDECAR_CPUPROFILE, for the benchmarks in bench/; nil when unset.
+func startCPUProfile(env []string, log *zap.Logger) func() {
+	var path string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PGSIDECAR_CPUPROFILE="); ok {
+			path = v
+		}
+	}
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		log.Warn("cpu profile not written", zap.String("file", path), zap.Error(err))
+		return nil
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		log.Warn("cpu profile not written", zap.String("file", path), zap.Error(err))
+		_ = f.Close()
+		return nil
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
 }
