@@ -25,16 +25,15 @@ ROOT=$PWD
 SEGMENTS=${SEGMENTS:-64}
 TOOLS=${TOOLS:-"pgsidecar pgsidecar-daemon pgbackrest pgbackrest-async"}
 REPOS=${REPOS:-"1 4"}
-PG_BIN=/usr/lib/postgresql/15/bin
 OS_USER=pgsidecar
 W=/tmp/pgsidecar-bench-archive
 PORT=55499
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 [[ -x $ROOT/bin/pgsidecar ]] || { echo "archive.sh: run 'make build' first" >&2; exit 1; }
 bash scripts/services.sh postgres >/dev/null
 
-as_user() { runuser -u "$OS_USER" -- "$@"; }
-stop_pg() { as_user "$PG_BIN/pg_ctl" -D "$1" -m immediate stop >/dev/null 2>&1 || true; }
 psql_q() { as_user "$PG_BIN/psql" -h "$W/run" -p "$PORT" -U postgres -Atqc "$1"; }
 
 # stop_daemon: SIGTERM to the pgsidecar daemon this script started, and wait.
@@ -49,7 +48,7 @@ stop_daemon() {
 
 cleanup() {
 	stop_daemon
-	for d in "$W"/data "$W"/template; do [[ -f $d/postmaster.pid ]] && stop_pg "$d"; done
+	for d in "$W"/data "$W"/template; do [[ -f $d/postmaster.pid ]] && stop_pg "$d" immediate; done
 	rm -rf "$W"
 }
 trap cleanup EXIT
@@ -76,7 +75,7 @@ psql_q "create table filler (id bigint, payload text)"
 for ((i = 0; i < SEGMENTS; i++)); do
 	psql_q "insert into filler select g, md5(g::text) || repeat('x', 100) from generate_series(1, 60000) g; select pg_switch_wal()" >/dev/null
 done
-stop_pg "$W/template"
+stop_pg "$W/template" immediate
 ready=$(find "$W/template/pg_wal/archive_status" -name '*.ready' | wc -l)
 bytes=$((ready * 16 * 1024 * 1024))
 echo "backlog: $ready segments ($((bytes >> 20)) MiB)"
@@ -113,20 +112,6 @@ conf() {
 	echo "$f"
 }
 
-calc() { awk "BEGIN { print $* }"; }
-
-busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
-
-# sample_rss PATTERN OUT: the peak RSS (KiB) of processes whose command line
-# matches PATTERN, until killed.
-sample_rss() {
-	local peak=0 cur
-	while :; do
-		cur=$(ps -eo rss=,args= | awk -v p="$1" '$0 ~ p && $0 !~ /awk/ {s+=$1} END {print s+0}')
-		((cur > peak)) && peak=$cur && echo "$peak" >"$2"
-		sleep 0.02
-	done
-}
 
 declare -A SECS
 run() {
@@ -171,7 +156,7 @@ run() {
 	c1=$(busy_ticks)
 	kill "$sampler" 2>/dev/null || true
 	wait "$sampler" 2>/dev/null || true
-	stop_pg "$W/data"
+	stop_pg "$W/data" immediate
 	stop_daemon
 	local secs cpu mbs cpug rss
 	secs=$(calc "$t1 - $t0")

@@ -11,11 +11,12 @@
 # cluster is then stopped, and each tool restores the backup ROUNDS times;
 # the best round counts. RSS is the peak resident size of the tool's
 # processes (pgbackrest's local workers included), sampled every 20 ms. Page
-# cache is not dropped between runs: both tools read a warm repository.
-# MinIO is not covered yet.
+# cache is not dropped between runs: both tools read a warm repository
+# (REPO=s3: MinIO's, through HTTPS).
 #
 # Usage: bench/restore.sh            (as root; needs bin/pgsidecar: make build)
 # Env:   SCALE (default 100), PROCESS_MAX (default 2), ROUNDS (default 1),
+#        REPO (posix or s3; default posix),
 #        COMPRESS (default lz4), CIPHER (aes-256-cbc or none; default aes-256-cbc),
 #        PGSIDECAR (default bin/pgsidecar), CPUPROFILE (a file: pgsidecar's CPU
 #        profile of the last round is written there, for `go tool pprof`).
@@ -30,19 +31,22 @@ COMPRESS=${COMPRESS:-lz4}
 CIPHER=${CIPHER:-aes-256-cbc}
 PGSIDECAR=${PGSIDECAR:-$ROOT/bin/pgsidecar}
 CPUPROFILE=${CPUPROFILE:-}
-PG_BIN=/usr/lib/postgresql/15/bin
+REPO=${REPO:-posix}
 OS_USER=pgsidecar
 W=/tmp/pgsidecar-bench-restore
 PORT=55498
+BUCKET=pgsidecar-bench-restore
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 [[ -x $PGSIDECAR ]] || { echo "restore.sh: $PGSIDECAR missing: run 'make build' first" >&2; exit 1; }
 bash scripts/services.sh postgres >/dev/null
 
-as_user() { runuser -u "$OS_USER" -- "$@"; }
-stop_pg() { as_user "$PG_BIN/pg_ctl" -D "$1" -m fast stop >/dev/null 2>&1 || true; }
-
 cleanup() {
 	[[ -f $W/source/postmaster.pid ]] && stop_pg "$W/source"
+	if [[ $REPO == s3 ]]; then
+		minio_empty "$BUCKET" 2>/dev/null && minio DELETE "$BUCKET" 2>/dev/null || true
+	fi
 	rm -rf "$W"
 }
 trap cleanup EXIT
@@ -50,11 +54,12 @@ cleanup
 mkdir -p "$W"/run "$W"/log
 install -m 0755 "$PGSIDECAR" "$W/pgsidecar"
 chown -R "$OS_USER:$OS_USER" "$W"
+[[ $REPO == s3 ]] && minio PUT "$BUCKET"
 
 CONF=$W/pgbackrest.conf
 {
 	echo "[global]"
-	echo "repo1-path=$W/repo"
+	repo_conf 1 "$REPO" "$([[ $REPO == s3 ]] && echo "$BUCKET" || echo "$W/repo")"
 	if [[ $CIPHER != none ]]; then
 		echo "repo1-cipher-type=$CIPHER"
 		echo "repo1-cipher-pass=bench-restore-passphrase"
@@ -92,22 +97,11 @@ as_user pgbackrest --config="$CONF" --stanza=db stanza-create
 as_user "$PG_BIN/pgbench" -h "$W/run" -p "$PORT" -U postgres -i -q -s "$SCALE" postgres 2>&1 | tail -1
 as_user pgbackrest --config="$CONF" --stanza=db --type=full --start-fast backup
 stop_pg "$W/source"
-label=$(basename "$(find "$W/repo/backup/db" -maxdepth 1 -name '*F' | sort | tail -1)")
-repo_bytes=$(du -sb "$W/repo/backup/db/$label" | cut -f1)
+label=$(as_user pgbackrest --config="$CONF" --stanza=db --output=json info |
+	grep -o '"label":"[0-9]*-[0-9]*F"' | tail -1 | cut -d'"' -f4)
+repo_bytes=$(as_user pgbackrest --config="$CONF" --stanza=db --output=json info |
+	grep -o '"repository":{"delta":[0-9]*,"size":[0-9]*}' | tail -1 | grep -o '[0-9]*}' | tr -d '}')
 echo "backup $label: $((repo_bytes >> 20)) MiB in the repository"
-
-calc() { awk "BEGIN { print $* }"; }
-
-# sample_rss PATTERN OUT: the peak summed RSS (KiB) of the processes whose
-# command line matches PATTERN, until killed.
-sample_rss() {
-	local peak=0 cur
-	while :; do
-		cur=$(ps -eo rss=,args= | awk -v p="$1" '$0 ~ p && $0 !~ /awk/ {s+=$1} END {print s+0}')
-		((cur > peak)) && peak=$cur && echo "$peak" >"$2"
-		sleep 0.02
-	done
-}
 
 declare -A SECS BYTES RSS
 run() {
@@ -148,7 +142,7 @@ done
 if [[ ${BYTES[pgbackrest]} != "${BYTES[pgsidecar]}" ]]; then
 	echo "restore.sh: warning: pgbackrest restored ${BYTES[pgbackrest]} bytes, pgsidecar ${BYTES[pgsidecar]}" >&2
 fi
-printf '\nscale %s, %s + %s, process-max %s, %s MiB restored from %s MiB\n' "$SCALE" "$COMPRESS" "$CIPHER" "$PROCESS_MAX" \
+printf '\nscale %s, %s repository, %s + %s, process-max %s, %s MiB restored from %s MiB\n' "$SCALE" "$REPO" "$COMPRESS" "$CIPHER" "$PROCESS_MAX" \
 	"$((BYTES[pgbackrest] >> 20))" "$((repo_bytes >> 20))"
 printf '%-12s %8s %8s %9s\n' tool seconds MB/s peak-RSS
 for tool in pgbackrest pgsidecar; do

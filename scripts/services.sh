@@ -81,7 +81,7 @@ deb_installed() {
 }
 
 install_debs() {
-	local want=(postgresql-15 postgresql-contrib pgbackrest openssl curl ca-certificates)
+	local want=(postgresql-15 postgresql-contrib pgbackrest openssl curl ca-certificates time)
 	local missing=() pkg
 	for pkg in "${want[@]}"; do
 		deb_installed "$pkg" || missing+=("$pkg")
