@@ -1,6 +1,7 @@
 // Package scheduler decides when scheduled backups run: PGO's per-repository
 // schedules (full, differential, incremental) as 5-field cron expressions,
-// the way Kubernetes CronJobs read them, in UTC unless told otherwise. It
+// the way Kubernetes CronJobs read them, in UTC unless told otherwise (a spec
+// may start with CRON_TZ=<zone>, e.g. "CRON_TZ=Europe/Paris 0 1 * * *"). It
 // never reads the wall clock itself: time comes from an injected Clock. It
 // only decides when; running the backups one at a time is the queue's job.
 package scheduler

@@ -164,3 +164,23 @@ func TestRunSubmitsMissedThenTicks(t *testing.T) {
 		t.Fatalf("Run returned %v", err)
 	}
 }
+
+// TestCronTZPrefix: a spec may name its own time zone, as Kubernetes CronJobs
+// did before spec.timeZone (CRON_TZ=...); daylight saving time is followed.
+func TestCronTZPrefix(t *testing.T) {
+	t.Parallel()
+	s, err := New([]Entry{{Repo: 1, Type: Full, Spec: "CRON_TZ=America/New_York 0 1 * * *"}}, nil, SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at, _ := s.Next(utc("2026-11-29 00:00")); !at.Equal(utc("2026-11-29 06:00")) { // EST, UTC-5
+		t.Errorf("01:00 in New York on 2026-11-29 is %v, want 06:00 UTC", at.UTC())
+	}
+	if at, _ := s.Next(utc("2026-07-01 00:00")); !at.Equal(utc("2026-07-01 05:00")) { // EDT, UTC-4
+		t.Errorf("01:00 in New York on 2026-07-01 is %v, want 05:00 UTC", at.UTC())
+	}
+	if _, err := New([]Entry{{Repo: 1, Type: Full, Spec: "CRON_TZ=Mars/Olympus 0 1 * * *"}}, nil, SystemClock{}); err == nil ||
+		!strings.Contains(err.Error(), "Mars/Olympus") {
+		t.Errorf("unknown zone: error %v, want one naming it", err)
+	}
+}
