@@ -21,6 +21,8 @@ const pgbackrestStanza = "db"
 const (
 	storagePosix = "posix"
 	storageS3    = "s3"
+	storageGCS   = "gcs"
+	storageAzure = "azure"
 	cipherNone   = "none"
 	cipherAES    = "aes-256-cbc"
 )
@@ -28,11 +30,14 @@ const (
 // repoVariant describes a repository setup: where it is stored, whether it
 // is encrypted and how files are compressed.
 type repoVariant struct {
-	// Storage is storagePosix or storageS3 (MinIO).
+	// Storage is storagePosix, storageS3 (MinIO), storageGCS
+	// (fake-gcs-server) or storageAzure (Azurite). pgbackrest 2.45 cannot
+	// reach the plain-http GCS and Azure emulators: only pgsidecar uses
+	// those two.
 	Storage string
 	// Cipher is cipherNone or cipherAES (with a random passphrase).
 	Cipher string
-	// Compress is pgBackRest's compress-type: gz, lz4 or zst.
+	// Compress is pgBackRest's compress-type: gz, lz4, zst or none.
 	Compress string
 }
 
@@ -62,14 +67,19 @@ func repoVariants() []repoVariant {
 // repoLocation is where a repository lives and how it is encrypted: what a
 // pgsidecar configuration for the same repository needs.
 type repoLocation struct {
-	// Storage is storagePosix or storageS3.
+	// Storage is storagePosix, storageS3, storageGCS or storageAzure.
 	Storage string
 	// Path is repo1-path: an absolute directory for posix, the key prefix
-	// ("/pgbackrest/repo1") inside Bucket for s3.
+	// ("/pgbackrest/repo1") inside the bucket or container otherwise.
 	Path string
 	// Bucket and S3 are the bucket and the service (s3 only).
 	Bucket string
 	S3     s3Service
+	// GCSEndpoint is the emulator's endpoint; Bucket is the bucket (gcs
+	// only).
+	GCSEndpoint string
+	// Azure is the container and its service (azure only).
+	Azure azureContainer
 	// CipherType is cipherNone or cipherAES; CipherPass is repo1-cipher-pass
 	// (empty when not encrypted).
 	CipherType string
@@ -80,9 +90,12 @@ type repoLocation struct {
 // the repository file rel, e.g. "backup/db/backup.info".
 func (r repoLocation) ReadFile(t testing.TB, rel string) []byte {
 	t.Helper()
-	if r.Storage == storageS3 {
+	switch r.Storage {
+	case storageS3:
 		key := strings.TrimPrefix(path.Join(r.Path, rel), "/")
 		return getS3Object(t, r.S3.client(t), r.Bucket, key)
+	case storageGCS, storageAzure:
+		t.Fatalf("ReadFile: %s repositories are not supported", r.Storage)
 	}
 	b, err := os.ReadFile(filepath.Join(r.Path, filepath.FromSlash(rel)))
 	if err != nil {
@@ -109,18 +122,25 @@ type pgbackrestConfig struct {
 }
 
 // newPgbackrestConfig prepares the configuration of one repository variant:
-// a work dir, the repository (a directory, or a fresh bucket with
-// repo1-path /pgbackrest/repo1) and a random passphrase when encrypted. The
-// file itself is written by Write once the cluster exists; its path is
-// known now, for the cluster's archive_command.
+// a work dir, the repository (a directory, or a fresh bucket or container
+// with repo1-path /pgbackrest/repo1) and a random passphrase when
+// encrypted. The file itself is written by Write once the cluster exists;
+// its path is known now, for the cluster's archive_command.
 func newPgbackrestConfig(t testing.TB, v repoVariant) *pgbackrestConfig {
 	t.Helper()
 	u := requirePostgres(t)
 	repo := repoLocation{Storage: v.Storage, CipherType: v.Cipher}
-	if v.Storage == storageS3 {
-		// Created first so that it is removed last, after the cluster
-		// (and its archive_command) has stopped.
+	// A bucket or container is created first so that it is removed last,
+	// after the cluster (and its archive_command) has stopped.
+	switch v.Storage {
+	case storageS3:
 		repo.S3, repo.Bucket = newS3Bucket(t)
+	case storageGCS:
+		repo.GCSEndpoint, repo.Bucket = newGCSBucket(t)
+	case storageAzure:
+		repo.Azure = newAzureContainer(t)
+	}
+	if v.Storage != storagePosix {
 		repo.Path = "/pgbackrest/repo1"
 	}
 	dir := newWorkDir(t, u, "pgbackrest")
@@ -148,6 +168,12 @@ func (p *pgbackrestConfig) ArchiveCommand() string {
 	return fmt.Sprintf("%s --config=%s --stanza=%s archive-push %%p", pgbackrestBin, p.Path, pgbackrestStanza)
 }
 
+// PgsidecarArchiveCommand returns the archive_command that pushes WAL with
+// pgsidecar and this configuration.
+func (p *pgbackrestConfig) PgsidecarArchiveCommand() string {
+	return fmt.Sprintf("%s --config=%s --stanza=%s archive-push %%p", pgsidecarBin, p.Path, pgbackrestStanza)
+}
+
 // Write writes pgbackrest.conf (mode 0600, owned by the unprivileged user)
 // for cluster c and the repository.
 func (p *pgbackrestConfig) Write(t testing.TB, c *cluster) {
@@ -163,7 +189,8 @@ func (p *pgbackrestConfig) Write(t testing.TB, c *cluster) {
 		"repo1-path":           p.Repo.Path,
 		"repo1-retention-full": "2",
 	}
-	if p.Repo.Storage == storageS3 {
+	switch p.Repo.Storage {
+	case storageS3:
 		s := p.Repo.S3
 		global["repo1-type"] = "s3"
 		global["repo1-s3-bucket"] = p.Repo.Bucket
@@ -176,7 +203,20 @@ func (p *pgbackrestConfig) Write(t testing.TB, c *cluster) {
 		// MinIO's certificate is self-signed, and its CA file is in root's
 		// home, which the unprivileged user cannot read.
 		global["repo1-storage-verify-tls"] = "n"
-	} else {
+	case storageGCS:
+		global["repo1-type"] = "gcs"
+		global["repo1-gcs-bucket"] = p.Repo.Bucket
+		global["repo1-gcs-endpoint"] = p.Repo.GCSEndpoint
+		global["repo1-gcs-key-type"] = "none" // the emulator takes no credentials
+	case storageAzure:
+		a := p.Repo.Azure
+		global["repo1-type"] = "azure"
+		global["repo1-azure-account"] = a.account
+		global["repo1-azure-key"] = a.key
+		global["repo1-azure-container"] = a.container
+		global["repo1-azure-endpoint"] = a.endpoint
+		global["repo1-azure-uri-style"] = "path"
+	default:
 		global["repo1-type"] = "posix"
 	}
 	if p.Repo.CipherType != cipherNone {

@@ -533,7 +533,7 @@ const (
 
 // newGCSBucket creates a bucket on the GCS emulator, removed with its
 // objects at cleanup, and returns the endpoint and the bucket's name.
-func newGCSBucket(t *testing.T) (string, string) {
+func newGCSBucket(t testing.TB) (string, string) {
 	t.Helper()
 	ep := storagetest.Env("PGSIDECAR_TEST_GCS_ENDPOINT", defaultGCSEndpoint)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -587,7 +587,7 @@ type azureContainer struct {
 
 // newAzureContainer creates a container on the Azure test service, deleted
 // at cleanup.
-func newAzureContainer(t *testing.T) azureContainer {
+func newAzureContainer(t testing.TB) azureContainer {
 	t.Helper()
 	a := azureContainer{
 		endpoint:  strings.TrimSuffix(storagetest.Env("PGSIDECAR_TEST_AZURE_ENDPOINT", defaultAzureEndpoint), "/"),
