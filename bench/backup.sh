@@ -68,37 +68,13 @@ declare -A REPO_NUM
 		fi
 		echo "repo$n-retention-full=99"
 	done
-	echo "compress-type=$COMPRESS"
-	echo "process-max=$PROCESS_MAX"
 	echo "start-fast=y"
-	echo "log-path=$W/log"
-	echo "lock-path=$W/run"
-	echo "spool-path=$W/spool"
-	echo "log-level-console=warn"
-	echo "log-level-file=off"
-	echo "[db]"
-	echo "pg1-path=$W/source"
-	echo "pg1-port=$PORT"
-	echo "pg1-socket-path=$W/run"
-	echo "pg1-user=postgres"
+	common_conf
 } >"$CONF"
 chown "$OS_USER:$OS_USER" "$CONF"
 
 echo "creating a pgbench database of scale $SCALE..."
-as_user "$PG_BIN/initdb" -A trust -U postgres -D "$W/source" --data-checksums >/dev/null
-cat >>"$W/source/postgresql.conf" <<EOC
-port = $PORT
-listen_addresses = ''
-unix_socket_directories = '$W/run'
-wal_level = replica
-archive_mode = on
-archive_command = 'pgbackrest --config=$CONF --stanza=db archive-push %p'
-max_wal_size = 4GB
-checkpoint_timeout = 1h
-EOC
-as_user "$PG_BIN/pg_ctl" -D "$W/source" -l "$W/source.log" -w start >/dev/null
-as_user pgbackrest --config="$CONF" --stanza=db stanza-create
-as_user "$PG_BIN/pgbench" -h "$W/run" -p "$PORT" -U postgres -i -q -s "$SCALE" postgres 2>&1 | tail -1
+make_source "$CONF"
 as_user "$PG_BIN/psql" -h "$W/run" -p "$PORT" -U postgres -Atqc "checkpoint" >/dev/null
 DB_BYTES=$(du -sb --exclude=pg_wal "$W/source" | cut -f1)
 echo "cluster: $((DB_BYTES >> 20)) MiB (pg_wal excluded)"

@@ -79,3 +79,40 @@ repo_conf() {
 	*) echo "repo_conf: unknown repository type $2" >&2; return 1 ;;
 	esac
 }
+
+# common_conf: the [global] options after the repositories and the [db]
+# section of the source cluster $W/source (pgBackRest INI lines).
+common_conf() {
+	echo "compress-type=$COMPRESS"
+	echo "process-max=$PROCESS_MAX"
+	echo "log-path=$W/log"
+	echo "lock-path=$W/run"
+	echo "spool-path=$W/spool"
+	echo "log-level-console=warn"
+	echo "log-level-file=off"
+	echo "[db]"
+	echo "pg1-path=$W/source"
+	echo "pg1-port=$PORT"
+	echo "pg1-socket-path=$W/run"
+	echo "pg1-user=postgres"
+}
+
+# make_source CONF: a cluster in $W/source (data checksums) archiving with
+# pgbackrest per CONF, started, its stanza created, and a pgbench database
+# of scale $SCALE.
+make_source() {
+	as_user "$PG_BIN/initdb" -A trust -U postgres -D "$W/source" --data-checksums >/dev/null
+	cat >>"$W/source/postgresql.conf" <<EOC
+port = $PORT
+listen_addresses = ''
+unix_socket_directories = '$W/run'
+wal_level = replica
+archive_mode = on
+archive_command = 'pgbackrest --config=$1 --stanza=db archive-push %p'
+max_wal_size = 4GB
+checkpoint_timeout = 1h
+EOC
+	as_user "$PG_BIN/pg_ctl" -D "$W/source" -l "$W/source.log" -w start >/dev/null
+	as_user pgbackrest --config="$1" --stanza=db stanza-create
+	as_user "$PG_BIN/pgbench" -h "$W/run" -p "$PORT" -U postgres -i -q -s "$SCALE" postgres 2>&1 | tail -1
+}

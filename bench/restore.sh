@@ -65,36 +65,12 @@ CONF=$W/pgbackrest.conf
 		echo "repo1-cipher-pass=bench-restore-passphrase"
 	fi
 	echo "repo1-retention-full=1"
-	echo "compress-type=$COMPRESS"
-	echo "process-max=$PROCESS_MAX"
-	echo "log-path=$W/log"
-	echo "lock-path=$W/run"
-	echo "spool-path=$W/spool"
-	echo "log-level-console=warn"
-	echo "log-level-file=off"
-	echo "[db]"
-	echo "pg1-path=$W/source"
-	echo "pg1-port=$PORT"
-	echo "pg1-socket-path=$W/run"
-	echo "pg1-user=postgres"
+	common_conf
 } >"$CONF"
 chown "$OS_USER:$OS_USER" "$CONF"
 
 echo "creating a pgbench database of scale $SCALE and backing it up with pgbackrest..."
-as_user "$PG_BIN/initdb" -A trust -U postgres -D "$W/source" --data-checksums >/dev/null
-cat >>"$W/source/postgresql.conf" <<EOF
-port = $PORT
-listen_addresses = ''
-unix_socket_directories = '$W/run'
-wal_level = replica
-archive_mode = on
-archive_command = 'pgbackrest --config=$CONF --stanza=db archive-push %p'
-max_wal_size = 4GB
-checkpoint_timeout = 1h
-EOF
-as_user "$PG_BIN/pg_ctl" -D "$W/source" -l "$W/source.log" -w start >/dev/null
-as_user pgbackrest --config="$CONF" --stanza=db stanza-create
-as_user "$PG_BIN/pgbench" -h "$W/run" -p "$PORT" -U postgres -i -q -s "$SCALE" postgres 2>&1 | tail -1
+make_source "$CONF"
 as_user pgbackrest --config="$CONF" --stanza=db --type=full --start-fast backup
 stop_pg "$W/source"
 label=$(as_user pgbackrest --config="$CONF" --stanza=db --output=json info |

@@ -127,10 +127,29 @@ type zstWriter struct {
 	closed bool
 }
 
+// zstdWindow is the window the reference zstd uses at level for input of
+// unknown size (windowLog 19 at level 1 up to 23 from level 10; see
+// ZSTD_defaultCParameters): the history each encoder keeps, so process-max
+// encoders at pgBackRest's default level 3 hold 2 MiB each, not 8.
+func zstdWindow(level int) int {
+	switch {
+	case level <= 1:
+		return 512 << 10
+	case level == 2:
+		return 1 << 20
+	case level <= 4:
+		return 2 << 20
+	case level <= 9:
+		return 4 << 20
+	}
+	return 8 << 20
+}
+
 func newZstWriter(w io.Writer, level int) (*zstWriter, error) {
 	z, err := zstd.NewWriter(w,
 		zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
 		zstd.WithEncoderConcurrency(1), // synchronous, one window of memory
+		zstd.WithWindowSize(zstdWindow(level)),
 		zstd.WithEncoderCRC(false),     // ZSTD_compressStream default: no checksum
 		zstd.WithZeroFrames(true),      // empty input still gives a valid frame
 	)
