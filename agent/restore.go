@@ -28,6 +28,10 @@ func Restore(ctx context.Context, cfg *config.Config, repos []Repo, log *zap.Log
 	return err
 }
 
+// smallFileWorkersPerProcess is how many small-file downloads a restore from
+// an object store keeps in flight per process-max, beside the large files.
+const smallFileWorkersPerProcess = 4
+
 // RestoreStats is Restore returning what the restore did.
 func RestoreStats(ctx context.Context, cfg *config.Config, repos []Repo, log *zap.Logger) (restore.Stats, error) {
 	if log == nil {
@@ -73,6 +77,12 @@ func RestoreStats(ctx context.Context, cfg *config.Config, repos []Repo, log *za
 		},
 		Delta: cfg.Delta, Force: cfg.Force, ProcessMax: cfg.ProcessMax, Log: log,
 		DBInclude: cfg.DBInclude, DBExclude: cfg.DBExclude,
+	}
+	for _, r := range repos {
+		if r.Name() == rs.Name() && r.Config.Type != "posix" && r.Config.Type != "cifs" && r.Config.Type != "" {
+			// Object stores: small files are a round trip each.
+			opts.SmallFileWorkers = smallFileWorkersPerProcess * max(cfg.ProcessMax, 1)
+		}
 	}
 	if typ == restore.TypePreserve {
 		opts.Preserve = restore.PreserveFiles()

@@ -2,12 +2,18 @@ package restore
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha1"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
+
+	"github.com/pgsidecar/pgsidecar/repo"
 )
 
 func TestPipeCopy(t *testing.T) {
@@ -63,5 +69,42 @@ func TestPipeCopyErrors(t *testing.T) {
 	}
 	if n != int64(out.Len()) || n > 3*pipeChunkSize+7 {
 		t.Errorf("read error: %d bytes reported, %d written", n, out.Len())
+	}
+}
+
+// TestRunWorkers: every file is handed to one exactly once; small workers
+// take only small files, from the small end; an error stops the rest.
+func TestRunWorkers(t *testing.T) {
+	var files []*repo.ManifestFile
+	for i := range 200 {
+		files = append(files, &repo.ManifestFile{Name: fmt.Sprint(i), Size: uint64(200-i) * 16 << 10}) // largest first
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	err := runWorkers(t.Context(), files, 2, 6, func(_ context.Context, f *repo.ManifestFile) error {
+		mu.Lock()
+		seen[f.Name]++
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if seen[f.Name] != 1 {
+			t.Errorf("%s handled %d times", f.Name, seen[f.Name])
+		}
+	}
+	errBoom := errors.New("boom")
+	var calls atomic.Int64
+	err = runWorkers(t.Context(), files, 1, 0, func(_ context.Context, f *repo.ManifestFile) error {
+		calls.Add(1)
+		if f.Name == "3" {
+			return errBoom
+		}
+		return nil
+	})
+	if !errors.Is(err, errBoom) || calls.Load() != 4 {
+		t.Errorf("error %v after %d calls, want %v after 4", err, calls.Load(), errBoom)
 	}
 }
