@@ -119,6 +119,13 @@ func backupWithProgress(ctx context.Context, cfg *config.Config, repos []Repo, l
 		bufferSize = uint32(cfg.BufferSize)
 	}
 	log.Info("backup start", zap.String("stanza", cfg.Stanza), zap.String("repo", r.Name()), zap.String("type", string(typ)))
+	if err := removePartialBackup(ctx, cfg, r, cc, log); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// Housekeeping only: the expire after the next backup removes it too.
+		log.Warn("unfinished backup not removed", zap.String("repo", r.Name()), zap.Error(err))
+	}
 	began := time.Now()
 	res, err := backup.Run(ctx, backup.Options{
 		Repo: openStanza(cfg, r), PgPath: cfg.Pgs[0].Path, ConnConfig: cc, Type: typ,
@@ -126,6 +133,7 @@ func backupWithProgress(ctx context.Context, cfg *config.Config, repos []Repo, l
 		CompressType: ct, CompressLevel: cfg.CompressLevel,
 		ArchiveCheck: cfg.ArchiveCheck, ArchiveTimeout: timeout, ChecksumPage: cfg.ChecksumPage,
 		Exclude: cfg.Exclude, Annotation: cfg.Annotation, BufferSize: bufferSize, Log: log,
+		Bundle: r.Config.Bundle, BundleSize: uint64(max(r.Config.BundleSize, 0)), BundleLimit: uint64(max(r.Config.BundleLimit, 0)),
 	})
 	switch {
 	case errors.Is(err, backup.ErrArchiveTimeout):
@@ -147,6 +155,81 @@ func backupWithProgress(ctx context.Context, cfg *config.Config, repos []Repo, l
 		return ExpireAfterBackup(ctx, cfg, repos, log)
 	}
 	return nil
+}
+
+// backupAdvisoryLockID is the advisory lock every backup of a cluster holds
+// while it runs: pgBackRest's, which package backup takes as well.
+const backupAdvisoryLockID = 12340078987004321
+
+// removePartialBackup does what pgBackRest's backupResumeFind() does with a
+// backup it does not resume (pgsidecar never resumes): when the newest
+// backup directory of the stanza in r has no backup.manifest, a backup died
+// there (a killed daemon, a lost pod, a failed copy), and the directory is
+// removed before the new backup starts. Left in place, it would look like a
+// backup in progress to verify until a newer backup exists, and then like a
+// damaged one.
+//
+// A directory without manifest is also what a running backup looks like, so
+// it is removed only under the cluster's backup advisory lock, which every
+// running backup of the cluster (pgsidecar's or pgBackRest's) holds, and
+// only after listing again under the lock. When the lock is held elsewhere,
+// the cluster is a standby (the primary's backups hold the primary's lock)
+// or the cluster cannot be reached, nothing is removed: the backup that
+// follows fails for that reason anyway.
+func removePartialBackup(ctx context.Context, cfg *config.Config, r Repo, cc *pgx.ConnConfig, log *zap.Logger) error {
+	rs := openStanza(cfg, r)
+	newestPartial := func() (string, error) {
+		dirs, err := listBackupDirs(ctx, rs)
+		if err != nil {
+			return "", err
+		}
+		newest := ""
+		for label := range dirs.manifest {
+			newest = max(newest, label)
+		}
+		if newest == "" || dirs.manifest[newest] {
+			return "", nil
+		}
+		return newest, nil
+	}
+	label, err := newestPartial()
+	if err != nil || label == "" {
+		return err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		log.Debug("unfinished backup left in place: no connection to the cluster", zap.String("label", label), zap.Error(err))
+		return nil
+	}
+	// Closing the session releases the advisory lock.
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	var recovery, locked bool
+	if err := conn.QueryRow(ctx, "select pg_is_in_recovery()").Scan(&recovery); err != nil {
+		return fmt.Errorf("query pg_is_in_recovery(): %w", err)
+	}
+	if recovery {
+		return nil
+	}
+	if err := conn.QueryRow(ctx, "select pg_try_advisory_lock("+strconv.FormatInt(backupAdvisoryLockID, 10)+"::bigint)").Scan(&locked); err != nil {
+		return fmt.Errorf("take the backup advisory lock: %w", err)
+	}
+	if !locked {
+		log.Info("backup without manifest left in place: a backup of the cluster is running", zap.String("repo", r.Name()), zap.String("label", label))
+		return nil
+	}
+	if label, err = newestPartial(); err != nil || label == "" {
+		return err
+	}
+	bi, err := rs.LoadBackupInfo(ctx)
+	if err != nil {
+		return err
+	}
+	if _, ok := bi.Find(label); ok {
+		return nil // listed without manifest: expire's reconstruction deals with it
+	}
+	log.Warn(fmt.Sprintf("backup '%s' cannot be resumed: pgsidecar does not resume backups, removing it", label),
+		zap.String("repo", r.Name()))
+	return deleter{r: r, store: r.Store}.removeTree(ctx, rs.BackupKey(label))
 }
 
 // backupViaDaemon hands the backup to the daemon's queue when a daemon

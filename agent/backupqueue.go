@@ -36,14 +36,14 @@ var (
 // BackupRequest asks the queue for one backup.
 type BackupRequest struct {
 	// Repo is the index N of repoN.
-	Repo int
+	Repo int `json:"repo"`
 	// Type is full, diff or incr.
-	Type string
+	Type string `json:"type"`
 	// Source is SourceSchedule or SourceOneOff.
-	Source string
+	Source string `json:"source"`
 	// StartFast asks for an immediate checkpoint (--start-fast) on top of
 	// the configuration's start-fast.
-	StartFast bool
+	StartFast bool `json:"start-fast,omitempty"`
 }
 
 // BackupResult is the outcome of a request, sent once on the channel Submit
@@ -83,28 +83,38 @@ const (
 	JobRunning      = "running"
 )
 
-// JobStatus describes one queued or running backup.
+// JobStatus describes one queued or running backup. Its JSON form is part
+// of the daemon's socket protocol (op "status").
 type JobStatus struct {
-	ID uint64
+	ID uint64 `json:"id"`
 	BackupRequest
 	// State is JobQueued, JobWaitingLease or JobRunning.
-	State string
+	State string `json:"state"`
 	// Requests counts the requests coalesced into the job (1 when alone).
-	Requests int
+	Requests int `json:"requests"`
 	// Submitted is when the first request arrived, Started when the job
 	// left the queue (zero while queued).
-	Submitted, Started time.Time
+	Submitted time.Time `json:"submitted"`
+	Started   time.Time `json:"started,omitzero"`
 	// Done and Total are the bytes copied of the bytes to copy; Total 0 means
 	// the progress is not known (yet).
-	Done, Total uint64
+	Done  uint64 `json:"done"`
+	Total uint64 `json:"total"`
 }
 
-// QueueStatus is a snapshot of the queue.
+// QueueStatus is a snapshot of the queue. Its JSON form is the daemon's
+// answer to op "status".
 type QueueStatus struct {
 	// Running is the backup in progress, nil when none.
-	Running *JobStatus
+	Running *JobStatus `json:"running,omitempty"`
 	// Queued lists the waiting backups in the order they will run.
-	Queued []JobStatus
+	Queued []JobStatus `json:"queued,omitempty"`
+}
+
+// answerStatus answers the socket's op "status": the daemon's backup queue.
+func (d *daemon) answerStatus() response {
+	st := d.queue.Status()
+	return response{OK: true, Status: &st}
 }
 
 type job struct {

@@ -56,6 +56,9 @@ type daemonOptions struct {
 	slowGrace time.Duration
 	// started, when set, is called with the daemon once it listens (tests).
 	started func(*daemon)
+	// missingRetry is how long the archive-get prefetch leaves a segment it
+	// found missing (the end of the archive) before it looks again.
+	missingRetry time.Duration
 }
 
 func defaultDaemonOptions() daemonOptions {
@@ -66,6 +69,8 @@ func defaultDaemonOptions() daemonOptions {
 		retryMin:    5 * time.Second,
 		retryMax:    time.Minute,
 		slowGrace:   2 * time.Second,
+		// A standby asks again every wal_retrieve_retry_interval (5 s).
+		missingRetry: 2 * time.Second,
 	}
 }
 
@@ -84,7 +89,15 @@ func defaultDaemonOptions() daemonOptions {
 //     never renames them;
 //   - the reload loop, when d.Reload is set: the new configuration is
 //     loaded and its repositories opened and checked before it replaces the
-//     current one; a bad one is logged and the current one kept.
+//     current one; a bad one is logged and the current one kept;
+//   - with archive-async=y, the archive-get prefetch (archive.Prefetcher):
+//     a request for segment N starts fetching N+1.. (process-max at a
+//     time, at most archive-get-queue-max bytes) into
+//     <spool-path>/archive/<stanza>/in, and the next requests are answered
+//     from there;
+//   - with metrics-address set, an HTTP server with /metrics (the metrics
+//     of d.Registry, read through d.Gatherer) and /healthz, shut down when
+//     the daemon drains.
 //
 // When ctx is cancelled (SIGTERM) the daemon stops accepting connections and
 // starting pushes, waits for the pushes in flight (at most 20 s, then they
@@ -185,6 +198,10 @@ type daemon struct {
 	kick chan struct{} // asks the watcher for a rescan
 
 	queue *BackupQueue // the stanza's backups, one at a time
+
+	prefetch *archive.Prefetcher // archive-get prefetch; nil when off
+	gm       *getMetrics
+	metrics  *metricsServer // /metrics and /healthz; nil when off
 }
 
 // answerBackup queues a one-off backup (pgsidecar backup run from a shell)
@@ -221,7 +238,7 @@ func newDaemonQueue(cfg *config.Config, repos []Repo, log *zap.Logger) (*BackupQ
 	return NewBackupQueue(QueueOptions{
 		Run:       NewBackupRunner(cfg, repos, log),
 		IsPrimary: NewPrimaryCheck(cfg),
-		Lease:     NewLeases(cfg.Stanza, repos, LeaseConfig{Holder: holder, Log: log}),
+		Lease:     NewLeases(cfg.Stanza, repos, LeaseConfig{Holder: holder, Log: log, Process: CurrentProcess(host)}),
 		Log:       log,
 	}), nil
 }
@@ -270,6 +287,20 @@ func runDaemon(ctx context.Context, cfg *config.Config, repos []Repo, deps Deps,
 		return err
 	}
 	defer removeSocket(d.socket, sockInfo)
+	if d.prefetch, err = newDaemonPrefetcher(cfg, d); err != nil {
+		// An optimization only: restore_command is answered without it.
+		log.Warn("archive-get prefetch off", zap.Error(err))
+		d.prefetch = nil
+	}
+	if d.gm, err = newGetMetrics(deps.Registry, d.prefetch); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	if d.metrics, err = listenMetrics(cfg.MetricsAddress, gathererOf(deps), d.healthy, log); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	defer d.metrics.close()
 	log.Info("daemon started", zap.String("stanza", cfg.Stanza), zap.String("socket", d.socket),
 		zap.String("pg-wal", d.walDir), zap.Int("process-max", max(cfg.ProcessMax, 1)))
 
@@ -284,6 +315,12 @@ func runDaemon(ctx context.Context, cfg *config.Config, repos []Repo, deps Deps,
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.serve(gctx, ln) })
 	g.Go(func() error { return d.watch(gctx) })
+	if d.prefetch != nil {
+		g.Go(func() error { return d.prefetch.Run(gctx) })
+	}
+	if d.metrics != nil {
+		g.Go(func() error { return d.metrics.Run(gctx) })
+	}
 	// Backups: one queue for the stanza, fed by the schedules and by
 	// one-off requests; they end with ctx.
 	g.Go(func() error { return endedWith(gctx, queue.Run(gctx)) })
@@ -372,6 +409,9 @@ func (d *daemon) answer(req request) response {
 	if req.Op == "backup" {
 		return d.answerBackup(req)
 	}
+	if req.Op == "status" {
+		return d.answerStatus()
+	}
 	if _, err := archive.ParseName(req.Name); err != nil {
 		return errorResponse(err)
 	}
@@ -403,7 +443,11 @@ func (d *daemon) answer(req request) response {
 		if err != nil {
 			return errorResponse(err)
 		}
-		return response{OK: true, Message: fmt.Sprintf("found %s in the %s: %s archive", req.Name, res.Repo, res.ArchiveID)}
+		msg := fmt.Sprintf("found %s in the %s: %s archive", req.Name, res.Repo, res.ArchiveID)
+		if res.Prefetched {
+			msg += " (prefetched)"
+		}
+		return response{OK: true, Message: msg}
 	}
 	return errorResponse(withCode(codeParamInvalid, fmt.Errorf("unknown operation %q", req.Op)))
 }
@@ -716,25 +760,6 @@ func (d *daemon) pusher(ctx context.Context) (*generation, *archive.Pusher, erro
 	return g, p, nil
 }
 
-// get restores name to dest, as archive-get does, over the warm repositories.
-func (d *daemon) get(ctx context.Context, name, dest string) (archive.GetResult, error) {
-	d.mu.Lock()
-	g := d.gen
-	g.users.Add(1)
-	d.mu.Unlock()
-	defer g.users.Done()
-	c, err := readCluster(g.cfg)
-	if err != nil {
-		return archive.GetResult{}, err
-	}
-	sources := archive.OpenGet(ctx, stanzas(g.cfg, g.repos), archive.Cluster{Version: c.version, SystemID: c.control.SystemID})
-	res, err := archive.Get(ctx, sources, name, dest, d.log)
-	if errors.Is(err, archive.ErrNotFound) {
-		return res, withCode(codeNotFound, err)
-	}
-	return res, err
-}
-
 // rescanSoon asks the watcher for a rescan.
 func (d *daemon) rescanSoon() {
 	select {
@@ -884,8 +909,14 @@ func (d *daemon) lagLocked(files []archive.ReadyFile, names []string, now time.T
 				continue
 			}
 			segs++
-			if oldest.IsZero() || e.seen.Before(oldest) {
-				oldest = e.seen
+			// When PostgreSQL marked the file ready, which survives a restart
+			// of the daemon; when the daemon first saw it otherwise.
+			at := f.ReadyAt
+			if at.IsZero() || e.seen.Before(at) {
+				at = e.seen
+			}
+			if oldest.IsZero() || at.Before(oldest) {
+				oldest = at
 			}
 			if caughtUp && l.behind && d.groupHasLocked(e, names) {
 				caughtUp = false
@@ -897,7 +928,7 @@ func (d *daemon) lagLocked(files []archive.ReadyFile, names []string, now time.T
 		}
 		lagSeconds := 0.0
 		if segs > 0 {
-			lagSeconds = now.Sub(oldest).Seconds()
+			lagSeconds = max(now.Sub(oldest).Seconds(), 0)
 		}
 		d.m.lagSegments.WithLabelValues(r).Set(float64(segs))
 		d.m.lagSeconds.WithLabelValues(r).Set(lagSeconds)
@@ -968,6 +999,9 @@ func (d *daemon) reload(ctx context.Context, load func() (*config.Config, error)
 	prev := d.gen
 	d.gen = &generation{cfg: cfg, repos: repos, owned: true, pusher: p, pusherAt: time.Now()}
 	d.mu.Unlock()
+	if d.prefetch != nil {
+		d.prefetch.Refresh()
+	}
 	go d.retire(prev)
 	return nil
 }
@@ -981,6 +1015,13 @@ func (d *daemon) retire(g *generation) {
 			d.log.Warn("close repositories", zap.Error(err))
 		}
 	}
+}
+
+// healthy reports whether the daemon runs and has not started to drain.
+func (d *daemon) healthy() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return !d.closing
 }
 
 // config returns the current configuration.

@@ -26,11 +26,27 @@ func commandHelp() [][2]string {
 	}
 }
 
+// commandNotes holds the longer help of some commands: the options that
+// matter most to them, pgsidecar's own ones included.
+func commandNotes() map[string]string {
+	return map[string]string{
+		"run": "\nDaemon options:\n" +
+			"  --metrics-address=HOST:PORT  serve Prometheus metrics at /metrics and a health check at\n" +
+			"                               /healthz over HTTP (pgsidecar's option; empty, the default: off),\n" +
+			"                               e.g. 127.0.0.1:9187\n" +
+			"  --archive-async              prefetch the WAL segments that follow the one restore_command\n" +
+			"                               asks for, process-max at a time, into <spool-path>/archive/<stanza>/in\n" +
+			"  --archive-get-queue-max      bytes of prefetched segments kept at most (default 128MiB)\n" +
+			"  --spool-path                 holds the daemon's socket and the prefetched segments\n" +
+			"  --process-max                WAL files pushed or fetched at once\n",
+	}
+}
+
 func help(out io.Writer, params []string) error {
 	if len(params) > 0 {
 		for _, c := range commandHelp() {
 			if c[0] == params[0] {
-				_, err := fmt.Fprintf(out, "pgsidecar %s: %s\n\nUsage: pgsidecar [options] %s\n\nOptions use pgBackRest's names; see 'pgsidecar config' for the resolved values.\n", c[0], c[1], c[0])
+				_, err := fmt.Fprintf(out, "pgsidecar %s: %s\n\nUsage: pgsidecar [options] %s\n%s\nOptions use pgBackRest's names; see 'pgsidecar config' for the resolved values.\n", c[0], c[1], c[0], commandNotes()[c[0]])
 				return err
 			}
 		}

@@ -78,6 +78,10 @@ type infoRepoData struct {
 	archive   *repo.ArchiveInfo
 	manifest  *repo.Manifest
 	backupIdx int
+	// walMax is the newest WAL segment in the archive of the current
+	// database and walMaxTime its object's modification time.
+	walMax     string
+	walMaxTime time.Time
 }
 
 // fail records err as the repository's status and drops what was loaded, as
@@ -111,6 +115,20 @@ type (
 		backups     []infoBackupOut
 		curVersion  string
 		curSystemID uint64
+		// windows and daemon are pgsidecar's additions (see infoTextExtras).
+		windows []infoWindowOut
+		daemon  *QueueStatus
+	}
+	// infoWindowOut is the recovery window of one repository: from the
+	// consistency point of the oldest backup of the current database to the
+	// newest WAL segment of its archive. wal is empty when the archive does
+	// not reach the backup's stop segment.
+	infoWindowOut struct {
+		repoKey int
+		backup  *repo.Backup
+		walMax  string
+		wal     string
+		walTime time.Time
 	}
 	infoRepoOut struct {
 		key    int
@@ -166,6 +184,10 @@ type infoRun struct {
 // Info writes pgBackRest's info report for cfg.Stanza (or, when cfg.Stanza is empty, every stanza found
 // under backup/ in the repositories, as pgBackRest does) over repos, in cfg.Output format ("text" default, "json").
 //
+// After pgBackRest's report of each stanza come pgsidecar's additions (see infoTextExtras): the recovery
+// window of each repository and, when the daemon of cfg.Stanza answers within infoDaemonTimeout, its
+// running and queued backups.
+//
 // Problems of a repository (a missing stanza, an unreadable info file, a wrong passphrase) are reported in
 // the output as pgBackRest reports them, not returned: the error is for a cancelled context and output
 // failures only.
@@ -183,6 +205,16 @@ func Info(ctx context.Context, cfg *config.Config, repos []Repo, out io.Writer) 
 	stanzas, err := run.collect(ctx)
 	if err != nil {
 		return err
+	}
+	// The daemon of the stanza, if one runs, tells what it backs up.
+	if cfg.Stanza != "" && run.set == "" {
+		if st := infoDaemonStatus(ctx, cfg); st != nil {
+			for i := range stanzas {
+				if stanzas[i].name == cfg.Stanza {
+					stanzas[i].daemon = st
+				}
+			}
+		}
 	}
 	var b []byte
 	if run.json {
@@ -408,9 +440,14 @@ func (run *infoRun) stanzaOut(ctx context.Context, s *infoStanzaData) (infoStanz
 					return so, ctx.Err()
 				}
 				d.fail(err)
-			} else if cur, ok := infoHistory(d.backup.History, d.backup.CurrentID); ok &&
-				(!s.curSet || cur.Version != s.curVersion || cur.SystemID != s.curSystemID) {
-				code = infoCodePgMismatch
+			} else {
+				if cur, ok := infoHistory(d.backup.History, d.backup.CurrentID); ok &&
+					(!s.curSet || cur.Version != s.curVersion || cur.SystemID != s.curSystemID) {
+					code = infoCodePgMismatch
+				}
+				if w, ok := infoWindow(d); ok && run.set == "" {
+					so.windows = append(so.windows, w)
+				}
 			}
 		}
 		if d.status == infoCodeOK && (d.backup == nil || len(d.backup.Backups) == 0) {
@@ -447,7 +484,11 @@ func (run *infoRun) stanzaOut(ctx context.Context, s *infoStanzaData) (infoStanz
 func (run *infoRun) dbList(ctx context.Context, s *infoStanzaData, i int, so *infoStanzaOut) *infoError {
 	d := &s.repos[i]
 	r := run.repos[i]
-	listed := map[string][2]string{}
+	type walRange struct {
+		first, last string
+		lastTime    time.Time
+	}
+	listed := map[string]walRange{}
 	hist := d.backup.History
 	for idx, h := range hist {
 		so.db = append(so.db, infoDBOut{id: h.ID, repoKey: d.key, systemID: h.SystemID, version: h.Version})
@@ -457,17 +498,20 @@ func (run *infoRun) dbList(ctx context.Context, s *infoStanzaData, i int, so *in
 		}
 		wal, ok := listed[archiveID]
 		if !ok {
-			first, last, lerr := infoWALRange(ctx, r.Store, repo.StanzaArchivePath(s.name)+"/"+archiveID+"/")
+			first, last, lastTime, lerr := infoWALRange(ctx, r.Store, repo.StanzaArchivePath(s.name)+"/"+archiveID+"/")
 			if lerr != nil {
 				return &infoError{"PathOpenError", fmt.Sprintf("unable to list file info for path '%s': %v",
 					infoRepoPath(r, repo.StanzaArchivePath(s.name)+"/"+archiveID), lerr)}
 			}
-			wal = [2]string{first, last}
+			wal = walRange{first, last, lastTime}
 			listed[archiveID] = wal
 		}
+		if h.ID == d.backup.CurrentID {
+			d.walMax, d.walMaxTime = wal.last, wal.lastTime
+		}
 		// The newest history entry is the current database: it is listed even without WAL.
-		if idx == len(hist)-1 || wal[0] != "" {
-			so.archive = append(so.archive, infoArchiveOut{dbID: h.ID, repoKey: d.key, id: archiveID, min: wal[0], max: wal[1]})
+		if idx == len(hist)-1 || wal.first != "" {
+			so.archive = append(so.archive, infoArchiveOut{dbID: h.ID, repoKey: d.key, id: archiveID, min: wal.first, max: wal.last})
 		}
 	}
 	return nil
@@ -593,9 +637,11 @@ func infoArchiveID(ai *repo.ArchiveInfo, h repo.PgHistory) (string, *infoError) 
 }
 
 // infoWALRange lists prefix (archive/<stanza>/<archive id>/) once and returns
-// the first and last WAL segment stored in a WAL segment directory under it.
-func infoWALRange(ctx context.Context, s storage.Store, prefix string) (string, string, error) {
+// the first and last WAL segment stored in a WAL segment directory under it,
+// and the modification time of the last one's object.
+func infoWALRange(ctx context.Context, s storage.Store, prefix string) (string, string, time.Time, error) {
 	var minDir, minFile, maxDir, maxFile string
+	var maxTime time.Time
 	found := false
 	err := s.List(ctx, prefix, func(o storage.ObjectInfo) error {
 		dir, file, ok := strings.Cut(strings.TrimPrefix(o.Key, prefix), "/")
@@ -606,15 +652,15 @@ func infoWALRange(ctx context.Context, s storage.Store, prefix string) (string, 
 			minDir, minFile = dir, file
 		}
 		if !found || dir > maxDir || (dir == maxDir && file > maxFile) {
-			maxDir, maxFile = dir, file
+			maxDir, maxFile, maxTime = dir, file, o.ModTime
 		}
 		found = true
 		return nil
 	})
 	if err != nil || !found {
-		return "", "", err
+		return "", "", time.Time{}, err
 	}
-	return minFile[:repo.WALSegmentNameSize], maxFile[:repo.WALSegmentNameSize], nil
+	return minFile[:repo.WALSegmentNameSize], maxFile[:repo.WALSegmentNameSize], maxTime, nil
 }
 
 var errInfoStop = errors.New("stop listing")
@@ -854,7 +900,7 @@ func (run *infoRun) jsonValue(stanzas []infoStanzaOut) []any {
 		for _, b := range s.backups {
 			backups = append(backups, run.backupValue(b))
 		}
-		list = append(list, map[string]any{
+		stanza := map[string]any{
 			"name":    s.name,
 			"cipher":  s.cipher,
 			"db":      infoList(dbs),
@@ -865,7 +911,11 @@ func (run *infoRun) jsonValue(stanzas []infoStanzaOut) []any {
 				"code": int64(s.code), "message": infoStatusMessage[s.code],
 				"lock": map[string]any{"backup": map[string]any{"held": false}},
 			},
-		})
+		}
+		if extras := infoExtrasValue(s); extras != nil {
+			stanza[infoExtrasKey] = extras
+		}
+		list = append(list, stanza)
 	}
 	return list
 }
@@ -1085,6 +1135,7 @@ func (run *infoRun) text(stanzas []infoStanzaOut) []byte {
 		if len(s.db) > 0 {
 			run.textDB(&w, s)
 		}
+		infoTextExtras(&w, s)
 	}
 	return []byte(w.String())
 }
@@ -1276,4 +1327,213 @@ func infoSize(size uint64) string {
 		return unit(1024, "MB")
 	}
 	return unit(1024*1024, "GB")
+}
+
+// pgsidecar's additions to pgBackRest's report (infoTextExtras). In text, they are lines
+// after pgBackRest's lines of a stanza, set off by a blank line; in JSON, the
+// key infoExtrasKey of the stanza's object (pgBackRest's parsers ignore
+// unknown keys). Every line and key pgBackRest prints is unchanged and in its
+// place; with nothing to add (no backup, no daemon, or --set) the report is
+// pgBackRest's byte for byte.
+//
+//	recovery window (repo1): 2026-11-29 10:00:05+00 (backup 20261129-100000F) - 2026-11-29 12:34:56+00 (wal 000000010000000000000042)
+//	backup running: repo1 incr (one-off) since 2026-11-29 12:00:01, 1.2GB of 3.4GB copied (35%)
+//	backup queued: repo2 full (schedule), repo1 diff (one-off)
+//
+// The recovery window runs from the stop time (the consistency point) of the
+// oldest backup of the current database to the newest WAL segment archived
+// for it, whose time is its object's modification time: when it was
+// archived, at or after the last transaction it holds. The times carry their
+// UTC offset, as PostgreSQL prints a timestamptz, so that they can be given
+// to restore --type=time --target as they are. Gaps in the archive are not
+// looked for (verify does that).
+
+// infoExtrasKey is the JSON key of pgsidecar's additions in a stanza.
+const infoExtrasKey = "pgsidecar"
+
+// infoDaemonTimeout bounds info's question to the daemon: info must not
+// hang on a daemon that does not answer.
+const infoDaemonTimeout = 500 * time.Millisecond
+
+// infoDaemonStatus asks the daemon of cfg's stanza for its backup queue. It
+// returns nil when no daemon answers in time (none runs, an older one that
+// does not know op "status"): info then shows no queue.
+func infoDaemonStatus(ctx context.Context, cfg *config.Config) *QueueStatus {
+	socket, err := SocketPath(cfg)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, infoDaemonTimeout)
+	defer cancel()
+	resp, err := callDaemon(ctx, socket, request{Op: "status"}, infoDaemonTimeout)
+	if err != nil || !resp.OK {
+		return nil
+	}
+	return resp.Status
+}
+
+// infoWindow returns the recovery window of repository d, false when it has
+// no backup of the current database.
+func infoWindow(d *infoRepoData) (infoWindowOut, bool) {
+	var oldest *repo.Backup
+	for i := range d.backup.Backups {
+		b := &d.backup.Backups[i]
+		if b.DBID == d.backup.CurrentID && (oldest == nil || b.TimestampStop < oldest.TimestampStop) {
+			oldest = b
+		}
+	}
+	if oldest == nil {
+		return infoWindowOut{}, false
+	}
+	w := infoWindowOut{repoKey: d.key, backup: oldest, walMax: d.walMax}
+	// Segments compare by position (log and segment number) whatever their
+	// timeline.
+	if d.walMax != "" && (len(oldest.ArchiveStop) != repo.WALSegmentNameSize || d.walMax[8:] >= oldest.ArchiveStop[8:]) {
+		w.wal, w.walTime = d.walMax, d.walMaxTime
+	}
+	return w, true
+}
+
+// infoTargetTime formats t in the local time zone as PostgreSQL prints a
+// timestamptz ("2026-11-29 10:00:05+00", "... +05:30"), which restore
+// --type=time accepts as --target.
+func infoTargetTime(t time.Time) string {
+	t = t.Local()
+	if _, off := t.Zone(); off%3600 != 0 {
+		return t.Format("2006-01-02 15:04:05-07:00")
+	}
+	return t.Format("2006-01-02 15:04:05-07")
+}
+
+// infoWindowText is the text of a recovery window after "recovery window (repoN): ".
+func infoWindowText(w infoWindowOut) string {
+	b := w.backup
+	if w.wal == "" {
+		have := "no WAL is archived"
+		if w.walMax != "" {
+			have = "the archive ends at " + w.walMax
+		}
+		return fmt.Sprintf("none: backup %s needs WAL up to %s, %s", b.Label, b.ArchiveStop, have)
+	}
+	return fmt.Sprintf("%s (backup %s) - %s (wal %s)",
+		infoTargetTime(time.Unix(b.TimestampStop, 0)), b.Label, infoTargetTime(w.walTime), w.wal)
+}
+
+// infoJobSource is the source of job j, with the count of coalesced requests.
+func infoJobSource(j JobStatus) string {
+	if j.Requests > 1 {
+		return fmt.Sprintf("%s, %d requests", j.Source, j.Requests)
+	}
+	return j.Source
+}
+
+// infoRunningText is the text of the running backup after "backup running: ".
+func infoRunningText(j JobStatus) string {
+	since := j.Started
+	if since.IsZero() {
+		since = j.Submitted
+	}
+	s := fmt.Sprintf("repo%d %s (%s) since %s, ", j.Repo, j.Type, infoJobSource(j), infoTime(since.Unix()))
+	switch {
+	case j.State == JobWaitingLease:
+		return s + fmt.Sprintf("waiting for the repo%d lease", j.Repo)
+	case j.Total == 0:
+		return s + "size not known yet"
+	}
+	return s + fmt.Sprintf("%s of %s copied (%d%%)", infoSize(j.Done), infoSize(j.Total), min(j.Done*100/j.Total, 100))
+}
+
+// infoTextExtras writes pgsidecar's lines of stanza s, if any.
+func infoTextExtras(w *strings.Builder, s infoStanzaOut) {
+	var lines []string
+	for _, win := range s.windows {
+		lines = append(lines, fmt.Sprintf("recovery window (repo%d): %s", win.repoKey, infoWindowText(win)))
+	}
+	if st := s.daemon; st != nil {
+		if st.Running != nil {
+			lines = append(lines, "backup running: "+infoRunningText(*st.Running))
+		}
+		if len(st.Queued) > 0 {
+			queued := make([]string, len(st.Queued))
+			for i, j := range st.Queued {
+				queued[i] = fmt.Sprintf("repo%d %s (%s)", j.Repo, j.Type, infoJobSource(j))
+			}
+			lines = append(lines, "backup queued: "+strings.Join(queued, ", "))
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	w.WriteString("\n")
+	for _, l := range lines {
+		w.WriteString("    " + l + "\n")
+	}
+}
+
+// infoUnix is t as Unix seconds, null when zero.
+func infoUnix(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.Unix()
+}
+
+// infoJobValue is job j in JSON.
+func infoJobValue(j JobStatus, running bool) map[string]any {
+	v := map[string]any{
+		"id": j.ID, "repo-key": int64(j.Repo), "type": j.Type, "source": j.Source, "state": j.State,
+		"requests": int64(j.Requests), "submitted": infoUnix(j.Submitted),
+	}
+	if running {
+		v["started"] = infoUnix(j.Started)
+		v["copied"], v["total"] = j.Done, j.Total
+	}
+	return v
+}
+
+// infoExtrasValue is pgsidecar's additions to stanza s in JSON, nil when
+// there are none:
+//
+//	{"recovery-window":[{"repo-key":1,"start":{"backup":"...","time":1764410405,"wal":"..."},"stop":{"time":1764419696,"wal":"..."}}],
+//	 "running":{"id":3,"repo-key":1,"type":"incr","source":"one-off","state":"running","requests":1,
+//	            "submitted":1764417600,"started":1764417601,"copied":1288490188,"total":3650722201},
+//	 "queued":[{"id":4,"repo-key":2,"type":"full","source":"schedule","state":"queued","requests":1,"submitted":1764417700}]}
+//
+// Times are Unix seconds as in pgBackRest's report; stop is null when the
+// archive does not reach the backup's stop segment.
+func infoExtrasValue(s infoStanzaOut) map[string]any {
+	v := map[string]any{}
+	if len(s.windows) > 0 {
+		windows := make([]any, len(s.windows))
+		for i, w := range s.windows {
+			var stop any
+			if w.wal != "" {
+				stop = map[string]any{"time": w.walTime.Unix(), "wal": w.wal}
+			}
+			windows[i] = map[string]any{
+				"repo-key": int64(w.repoKey),
+				"start": map[string]any{
+					"backup": w.backup.Label, "time": w.backup.TimestampStop, "wal": infoNullable(w.backup.ArchiveStop),
+				},
+				"stop": stop,
+			}
+		}
+		v["recovery-window"] = windows
+	}
+	if st := s.daemon; st != nil {
+		if st.Running != nil {
+			v["running"] = infoJobValue(*st.Running, true)
+		}
+		if len(st.Queued) > 0 {
+			queued := make([]any, len(st.Queued))
+			for i, j := range st.Queued {
+				queued[i] = infoJobValue(j, false)
+			}
+			v["queued"] = queued
+		}
+	}
+	if len(v) == 0 {
+		return nil
+	}
+	return v
 }

@@ -177,10 +177,11 @@ func infoBoth(t *testing.T, bin string, c infoCase) (stock, ours []byte) {
 	return stock, out.Bytes()
 }
 
-// infoCompare checks that ours is pgBackRest's output: JSON as values and
-// byte for byte, text line by line.
+// infoCompare checks that ours, without pgsidecar's additions, is
+// pgBackRest's output: JSON as values and byte for byte, text line by line.
 func infoCompare(t *testing.T, json bool, stock, ours []byte) {
 	t.Helper()
+	ours = infoWithoutExtras(t, json, ours)
 	if json {
 		// pgBackRest writes control characters other than \n \r \t \b \f
 		// raw (in error messages quoting garbage), which encoding/json

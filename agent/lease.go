@@ -8,8 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -51,6 +54,72 @@ type LeaseConfig struct {
 	Clock scheduler.Clock
 	// Log receives waits, take-overs and renewal problems; nil discards them.
 	Log *zap.Logger
+	// Process identifies this agent's process in the lease (see
+	// CurrentProcess). When set, a lease whose holder ran on the same host,
+	// boot and pid namespace and no longer runs (a killed or crashed daemon)
+	// is taken over at once instead of after its TTL. A process holds leases
+	// under one Holder only: a lease of another holder with this process's
+	// pid is taken for one of a process that ended. The zero value disables
+	// the check: only expired leases are taken over.
+	Process LeaseProcess
+}
+
+// LeaseProcess identifies the process that holds a lease. A pid only names
+// a process within one boot of one host and one pid namespace, so all four
+// must match ours before the holder's liveness is looked at.
+type LeaseProcess struct {
+	// Host is the host name (the pod name in Kubernetes).
+	Host string `json:"host"`
+	// PID is the process id.
+	PID int `json:"pid"`
+	// Boot is the kernel's boot id (/proc/sys/kernel/random/boot_id).
+	Boot string `json:"boot"`
+	// PIDNamespace is the process's pid namespace (/proc/self/ns/pid, e.g.
+	// "pid:[4026531836]"). In Kubernetes the containers of a pod share it
+	// across container restarts only with shareProcessNamespace (as PGO sets
+	// it); otherwise a restarted container waits for the TTL.
+	PIDNamespace string `json:"pid-namespace"`
+}
+
+// CurrentProcess returns this process's LeaseProcess on host. A field that
+// cannot be read stays empty, which disables the liveness check.
+func CurrentProcess(host string) LeaseProcess {
+	p := LeaseProcess{Host: host, PID: os.Getpid()}
+	if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
+		p.Boot = strings.TrimSpace(string(b))
+	}
+	if ns, err := os.Readlink("/proc/self/ns/pid"); err == nil {
+		p.PIDNamespace = ns
+	}
+	return p
+}
+
+// usable reports whether p identifies a process well enough for the
+// liveness check.
+func (p LeaseProcess) usable() bool {
+	return p.Host != "" && p.PID > 0 && p.Boot != "" && p.PIDNamespace != ""
+}
+
+// processAlive reports whether process pid of this pid namespace runs. A
+// process that exists but is not ours (EPERM) runs; a zombie (killed, not
+// yet reaped by its parent) does not.
+func processAlive(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true // the signal found it: be conservative
+	}
+	// The state follows the command name, which is in parentheses and may
+	// itself contain them.
+	if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) {
+		switch b[i+2] {
+		case 'Z', 'X', 'x':
+			return false
+		}
+	}
+	return true
 }
 
 // Lease keeps two agents from backing up one stanza into one repository at
@@ -68,6 +137,8 @@ type leaseContent struct {
 	Holder   string    `json:"holder"`
 	Acquired time.Time `json:"acquired"`
 	Expires  time.Time `json:"expires"`
+	// Process is the holder's process, when its agent set LeaseConfig.Process.
+	Process LeaseProcess `json:"process,omitzero"`
 }
 
 // NewLease returns the lease of stanza in the repository store.
@@ -102,7 +173,7 @@ func (l *Lease) Key() string { return l.key }
 
 func (l *Lease) content(acquired time.Time) ([]byte, error) {
 	now := l.cfg.Clock.Now().UTC()
-	b, err := json.Marshal(leaseContent{Holder: l.cfg.Holder, Acquired: acquired.UTC(), Expires: now.Add(l.cfg.TTL)})
+	b, err := json.Marshal(leaseContent{Holder: l.cfg.Holder, Acquired: acquired.UTC(), Expires: now.Add(l.cfg.TTL), Process: l.cfg.Process})
 	if err != nil {
 		return nil, fmt.Errorf("encode lease: %w", err)
 	}
@@ -163,14 +234,15 @@ func (l *Lease) tryAcquire(ctx context.Context) (bool, leaseContent, error) {
 			}
 			return true, leaseContent{}, nil
 		}
-		if l.cfg.Clock.Now().Before(cur.Expires) {
+		dead := l.holderDead(cur)
+		if l.cfg.Clock.Now().Before(cur.Expires) && !dead {
 			return false, cur, nil
 		}
-		// Expired: take it over. Check that it is still the same expired lease
-		// right before deleting it, so that we do not delete a lease another
-		// agent has just taken over; whoever wins the conditional create next
-		// owns it. (The remaining window between this read and the delete is
-		// caught by the holder check of every renewal.)
+		// Expired, or its holder died: take it over. Check that it is still
+		// the same lease right before deleting it, so that we do not delete a
+		// lease another agent has just taken over; whoever wins the
+		// conditional create next owns it. (The remaining window between this
+		// read and the delete is caught by the holder check of every renewal.)
 		again, err := storage.ReadAll(ctx, l.store, l.key)
 		switch {
 		case errors.Is(err, storage.ErrNotExist):
@@ -180,8 +252,13 @@ func (l *Lease) tryAcquire(ctx context.Context) (bool, leaseContent, error) {
 		case !bytes.Equal(again, raw):
 			continue
 		}
-		l.cfg.Log.Warn("taking over expired backup lease", zap.String("key", l.key),
-			zap.String("holder", cur.Holder), zap.Time("expired", cur.Expires))
+		if dead {
+			l.cfg.Log.Warn("taking over the backup lease of an agent that no longer runs", zap.String("key", l.key),
+				zap.String("holder", cur.Holder), zap.Int("pid", cur.Process.PID), zap.Time("expires", cur.Expires))
+		} else {
+			l.cfg.Log.Warn("taking over expired backup lease", zap.String("key", l.key),
+				zap.String("holder", cur.Holder), zap.Time("expired", cur.Expires))
+		}
 		if err := l.store.Delete(ctx, l.key); err != nil {
 			return false, leaseContent{}, fmt.Errorf("delete expired lease %s: %w", l.key, err)
 		}
@@ -193,8 +270,21 @@ func (l *Lease) tryAcquire(ctx context.Context) (bool, leaseContent, error) {
 	return false, cur, nil
 }
 
+// holderDead reports whether the holder of lease c is a process of our
+// host, boot and pid namespace that no longer runs. Our own pid under
+// another holder id is a process that ended (a pid is reused only after its
+// process is gone, and this process holds leases under one holder only).
+func (l *Lease) holderDead(c leaseContent) bool {
+	me, p := l.cfg.Process, c.Process
+	if !me.usable() || !p.usable() || p.Host != me.Host || p.Boot != me.Boot || p.PIDNamespace != me.PIDNamespace {
+		return false
+	}
+	return p.PID == me.PID || !processAlive(p.PID)
+}
+
 // Acquire waits until the lease is ours: it retries every Retry while
-// another agent holds an unexpired lease, and takes an expired one over. It
+// another agent holds an unexpired lease, and takes an expired one over, or
+// at once one whose holder no longer runs (see LeaseConfig.Process). It
 // returns ctx's error when ctx ends first.
 func (l *Lease) Acquire(ctx context.Context) error {
 	for {

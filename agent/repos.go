@@ -36,6 +36,9 @@ type Deps struct {
 	Log *zap.Logger
 	// Registry receives the metrics; nil disables them.
 	Registry prometheus.Registerer
+	// Gatherer reads them for the daemon's metrics-address endpoint; nil:
+	// Registry, when it gathers too.
+	Gatherer prometheus.Gatherer
 	// Version is the program version, set when the binary was built.
 	Version string
 	// Env is the process environment (os.Environ()); the agent reads the few

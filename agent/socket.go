@@ -24,7 +24,9 @@ import (
 //
 //	request:  {"v":1,"op":"push","name":"000000010000000000000003","path":"/pgdata/pg_wal/000000010000000000000003"}
 //	          {"v":1,"op":"get","name":"000000010000000000000003","path":"/pgdata/pg_wal/RECOVERYXLOG"}
+//	          {"v":1,"op":"status"}
 //	response: {"v":1,"ok":true,"message":"..."}
+//	          {"v":1,"ok":true,"status":{"running":{...},"queued":[...]}}
 //	          {"v":1,"ok":false,"code":104,"kind":"","message":"..."}
 //	          {"v":1,"ok":false,"fallback":true,"message":"the daemon is shutting down"}
 //
@@ -35,7 +37,8 @@ import (
 // (0 when it has none; kind then names the storage sentinel, if any). With
 // fallback=true the daemon declines the request (unsupported version,
 // shutting down): the client then does the work itself, as it does when no
-// daemon answers.
+// daemon answers. Op "status" reads the backup queue (QueueStatus: the
+// running backup with its progress, the queued ones); it changes nothing.
 const (
 	protocolVersion = 1
 	// maxRequestLine bounds a request line: a name and a path.
@@ -77,6 +80,8 @@ type response struct {
 	Kind     string `json:"kind,omitempty"`
 	Fallback bool   `json:"fallback,omitempty"`
 	Message  string `json:"message,omitempty"`
+	// Status is the answer to op "status".
+	Status *QueueStatus `json:"status,omitempty"`
 }
 
 // Storage error kinds carried by a response whose error has no code.
@@ -133,11 +138,7 @@ func SocketPath(cfg *config.Config) (string, error) {
 	if cfg.Stanza == "" || strings.ContainsAny(cfg.Stanza, "/\x00") {
 		return "", fmt.Errorf("the daemon socket needs a stanza name without '/' (stanza %q)", cfg.Stanza)
 	}
-	dir := defaultSpoolPath
-	if o, ok := cfg.Option("spool-path"); ok && o.Value != "" {
-		dir = o.Value
-	}
-	p := filepath.Join(dir, "pgsidecar-"+cfg.Stanza+".sock")
+	p := filepath.Join(spoolPath(cfg), "pgsidecar-"+cfg.Stanza+".sock")
 	if len(p) > maxSocketPath {
 		return "", fmt.Errorf("socket path %s is longer than %d bytes: choose a shorter spool-path", p, maxSocketPath)
 	}

@@ -27,6 +27,11 @@
 // file found nowhere gives ErrNotFound, which restore_command reports with
 // exit code 1.
 //
+// Prefetcher is pgBackRest's asynchronous archive-get for the daemon: a
+// request for segment N starts fetching the segments after it (through
+// Get, so verified and written atomically) into a local queue bounded in
+// bytes, and the next requests are moved from there.
+//
 // Errors that carry a pgBackRest exit code implement Code() int. Every code is
 // between 1 and 125, as PostgreSQL's archive_command and restore_command
 // contracts require.

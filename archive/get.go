@@ -32,6 +32,9 @@ type GetResult struct {
 	// Warnings are the problems met on the way, already logged: repositories
 	// that could not be searched, copies that could not be read.
 	Warnings []string
+	// Prefetched is set when a Prefetcher served the file from its
+	// prefetch area; the other fields then describe the fetch.
+	Prefetched bool
 }
 
 // match is one archived copy of the requested file.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // ReadyFile is a WAL file that PostgreSQL has marked ready for archiving.
@@ -18,6 +19,10 @@ type ReadyFile struct {
 	Kind Kind
 	// Size is the size of the WAL file in pg_wal.
 	Size int64
+	// ReadyAt is the modification time of the .ready status file: when
+	// PostgreSQL marked the file ready. It survives a restart of the
+	// daemon, so the age of the oldest one is the archiving lag.
+	ReadyAt time.Time
 }
 
 // ReadyFiles lists the files that PostgreSQL has marked ready for archiving
@@ -54,7 +59,14 @@ func ReadyFiles(walDir string) ([]ReadyFile, error) {
 		if err != nil {
 			return nil, fmt.Errorf("stat WAL file: %w", err)
 		}
-		out = append(out, ReadyFile{Name: name, Kind: kind, Size: fi.Size()})
+		st, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // archived meanwhile: the status file is now .done
+		}
+		if err != nil {
+			return nil, fmt.Errorf("stat status file: %w", err)
+		}
+		out = append(out, ReadyFile{Name: name, Kind: kind, Size: fi.Size(), ReadyAt: st.ModTime()})
 	}
 	slices.SortFunc(out, func(a, b ReadyFile) int { return CompareArchiveOrder(a.Name, b.Name) })
 	return out, nil

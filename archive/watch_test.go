@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestReadyFiles(t *testing.T) {
@@ -27,11 +28,15 @@ func TestReadyFiles(t *testing.T) {
 		"000000010000000000000003.partial":         5,
 		"000000010000000000000001":                 -1, // recycled: skipped
 	}
+	marked := time.Now().Add(-time.Hour).Truncate(time.Second)
 	for name, size := range files {
 		if size >= 0 {
 			writeFile(t, wal, name, make([]byte, size))
 		}
 		writeFile(t, status, name+".ready", nil)
+		if err := os.Chtimes(filepath.Join(status, name+".ready"), marked, marked); err != nil {
+			t.Fatal(err)
+		}
 	}
 	writeFile(t, status, "000000010000000000000009.done", nil)
 	writeFile(t, status, "RECOVERYXLOG.ready", nil)
@@ -49,6 +54,9 @@ func TestReadyFiles(t *testing.T) {
 		}
 		if k, _ := ParseName(f.Name); k != f.Kind {
 			t.Errorf("%s: kind %v, want %v", f.Name, f.Kind, k)
+		}
+		if !f.ReadyAt.Equal(marked) {
+			t.Errorf("%s: ready at %v, want the status file's mtime %v", f.Name, f.ReadyAt, marked)
 		}
 	}
 	want := []string{

@@ -68,6 +68,12 @@ type Options struct {
 	Exclude []string
 	// Annotation is stored in the manifest and backup.info; nil for none.
 	Annotation map[string]string
+	// Bundle is repo-bundle: files of at most BundleLimit bytes (repo-bundle-limit,
+	// DefaultBundleLimit when 0) are stored together in bundles of up to BundleSize
+	// bytes (repo-bundle-size, DefaultBundleSize when 0) and zero-length files are not
+	// stored, as pgBackRest 2.45 does (see the bundling notes in bundle.go).
+	Bundle                  bool
+	BundleSize, BundleLimit uint64
 	// BufferSize is recorded as option-buffer-size.
 	BufferSize uint32
 	// Log receives progress; nil discards it.
@@ -107,10 +113,10 @@ func (s *session) queryRow(ctx context.Context, sql string, dst []any, args ...a
 }
 
 // Run takes an online backup of the cluster into o.Repo, following pgBackRest 2.45's
-// procedure (without bundling, block incremental, archive-copy, resume or expire):
-// pg_backup_start, walk, manifest copy, parallel copy with page checksum verification,
-// pg_backup_stop, backup_label/tablespace_map, archive check, manifest, backup.history,
-// backup.info.
+// procedure (without block incremental, archive-copy, resume or expire):
+// pg_backup_start, walk, manifest copy, parallel copy (bundled with o.Bundle) with page
+// checksum verification, pg_backup_stop, backup_label/tablespace_map (always stored on
+// their own), archive check, manifest, backup.history, backup.info.
 func Run(ctx context.Context, o Options) (*Result, error) {
 	log := o.Log
 	if log == nil {
@@ -256,6 +262,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	c.progress = o.Progress
+	if o.BundleSize != 0 {
+		c.bundleSize = o.BundleSize
+	}
+	if o.BundleLimit != 0 {
+		c.bundleLimit = o.BundleLimit
+	}
 	if err := c.copyAll(ctx, m, verify, o.ProcessMax); err != nil {
 		return nil, err
 	}
@@ -334,6 +346,7 @@ func setOptions(m *repo.Manifest, o Options) error {
 	if bufferSize == 0 {
 		bufferSize = 1 << 20
 	}
+	m.Bundle = o.Bundle
 	m.Options = repo.ManifestOptions{
 		ArchiveCheck: o.ArchiveCheck, BackupStandby: &f, BufferSize: u32(bufferSize), ChecksumPage: &f,
 		CompressType: ct, CompressLevel: u32(uint32(level)), CompressLevelNetwork: u32(3),
@@ -343,7 +356,7 @@ func setOptions(m *repo.Manifest, o Options) error {
 }
 
 // newCopier prepares the copy of m's files (after ApplyPrior, whose compression and
-// passphrase it uses).
+// passphrase it uses), bundled when m.Bundle with the default bundle size and limit.
 func newCopier(rs *repo.Repository, m *repo.Manifest, pgPath string, log *zap.Logger) (*copier, error) {
 	if log == nil {
 		log = zap.NewNop()
@@ -365,9 +378,12 @@ func newCopier(rs *repo.Repository, m *repo.Manifest, pgPath string, log *zap.Lo
 			return nil, fmt.Errorf("compress-level %d is out of range %d-%d for %s", level, lo, hi, codec)
 		}
 	}
+	label := m.Label
 	return &copier{
 		store: rs.Store(), prefix: rs.BackupKey(m.Label + "/"), ext: ext, codec: codec, level: level,
 		pass: m.CipherPass, targets: newTargetDirs(pgPath), log: log,
+		bundle: m.Bundle, bundleSize: DefaultBundleSize, bundleLimit: DefaultBundleLimit,
+		bundleKey: func(id uint64) string { return rs.BackupKey(repo.BundlePath(label, id)) },
 	}, nil
 }
 

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +40,11 @@ type copier struct {
 	log     *zap.Logger
 	// progress, when set, receives the bytes copied of the bytes to copy.
 	progress func(done, total uint64)
+	// bundle is repo-bundle: files of at most bundleLimit bytes are stored in
+	// bundles of up to bundleSize bytes (original sizes) at bundleKey(id).
+	bundle                  bool
+	bundleSize, bundleLimit uint64
+	bundleKey               func(id uint64) string
 }
 
 // targetDir is where the files under a manifest name prefix are on disk.
@@ -197,32 +201,31 @@ func (c *copier) produce(ctx context.Context, f io.Reader, size uint64, sum io.W
 }
 
 // copyAll stores every file of m that is not referenced (or whose delta check failed)
-// with processMax workers, largest first, and updates the entries with what was stored.
-// Files removed from disk meanwhile are dropped from the manifest.
+// with processMax workers and updates the entries with what was stored: without
+// bundling one file at a time, largest first; with bundling (c.bundle) small files go
+// into bundles in pgBackRest's order (see planJobs) and zero-length files are not
+// stored. Files removed from disk meanwhile are dropped from the manifest.
 func (c *copier) copyAll(ctx context.Context, m *repo.Manifest, verify map[string]bool, processMax int) error {
 	if processMax < 1 {
 		processMax = 1
 	}
 	var todo []int
 	for i := range m.Files {
-		if m.Files[i].Reference == "" || verify[m.Files[i].Name] {
+		f := &m.Files[i]
+		if c.bundle && f.Size == 0 {
+			// Not stored: restore creates it empty (pgBackRest's "store zero-length file").
+			f.Reference, f.BundleID, f.BundleOffset, f.RepoSize, f.RepoChecksum = "", 0, 0, 0, ""
+			continue
+		}
+		if f.Reference == "" || verify[f.Name] {
 			todo = append(todo, i)
 		}
 	}
-	slices.SortStableFunc(todo, func(a, b int) int {
-		sa, sb := m.Files[a].Size, m.Files[b].Size
-		switch {
-		case sa > sb:
-			return -1
-		case sa < sb:
-			return 1
-		}
-		return strings.Compare(m.Files[a].Name, m.Files[b].Name)
-	})
 	var total uint64
 	for _, i := range todo {
 		total += m.Files[i].Size
 	}
+	jobs := c.planJobs(m, todo)
 	var done atomic.Uint64
 	report := func(n uint64) {
 		if c.progress != nil {
@@ -230,15 +233,32 @@ func (c *copier) copyAll(ctx context.Context, m *repo.Manifest, verify map[strin
 		}
 	}
 	report(0)
-	jobs := make(chan int)
+	queue := make(chan copyJob)
 	removed := make([]bool, len(m.Files))
 	var mu sync.Mutex
+	// apply records what storing file i produced (under mu).
+	apply := func(i int, res copyResult, bundleID, offset uint64) {
+		if res.removed {
+			removed[i] = true
+			return
+		}
+		if res.matched {
+			return
+		}
+		g := &m.Files[i]
+		g.Reference, g.BundleID, g.BundleOffset = "", bundleID, offset
+		g.Size, g.Checksum, g.RepoSize, g.RepoChecksum = res.size, res.sum, res.repoSize, res.repoSum
+		g.ChecksumPageError, g.ChecksumPageErrorList = res.pageError, res.pageErrors
+		if c.pass == "" && c.codec == compress.None {
+			g.RepoChecksum = ""
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		defer close(jobs)
-		for _, i := range todo {
+		defer close(queue)
+		for _, j := range jobs {
 			select {
-			case jobs <- i:
+			case queue <- j:
 			case <-gctx.Done():
 				return gctx.Err()
 			}
@@ -248,28 +268,38 @@ func (c *copier) copyAll(ctx context.Context, m *repo.Manifest, verify map[strin
 	for range processMax {
 		g.Go(func() error {
 			w := newWorker()
-			for i := range jobs {
+			for j := range queue {
 				mu.Lock()
-				f := m.Files[i]
+				files := make([]repo.ManifestFile, len(j.files))
+				check := make([]bool, len(j.files))
+				for k, i := range j.files {
+					files[k] = m.Files[i]
+					check[k] = verify[files[k].Name]
+				}
 				mu.Unlock()
-				res, err := c.one(gctx, &f, verify[f.Name], w)
+				if j.bundleID == 0 {
+					res, err := c.one(gctx, &files[0], check[0], w)
+					if err != nil {
+						return err
+					}
+					report(files[0].Size) // the size planned, so that done never passes total
+					mu.Lock()
+					apply(j.files[0], res, 0, 0)
+					mu.Unlock()
+					continue
+				}
+				results, err := c.storeBundle(gctx, j.bundleID, files, check, w)
 				if err != nil {
 					return err
 				}
-				report(f.Size) // the size planned, so that done never passes total
 				mu.Lock()
-				if res.removed {
-					removed[i] = true
-				} else if !res.matched {
-					g := &m.Files[i]
-					g.Reference, g.BundleID, g.BundleOffset = "", 0, 0
-					g.Size, g.Checksum, g.RepoSize, g.RepoChecksum = res.size, res.sum, res.repoSize, res.repoSum
-					g.ChecksumPageError, g.ChecksumPageErrorList = res.pageError, res.pageErrors
-					if c.pass == "" && c.codec == compress.None {
-						g.RepoChecksum = ""
-					}
+				for k, i := range j.files {
+					apply(i, results[k].copyResult, j.bundleID, results[k].offset)
 				}
 				mu.Unlock()
+				for k := range files {
+					report(files[k].Size)
+				}
 			}
 			return nil
 		})
@@ -289,22 +319,44 @@ func (c *copier) copyAll(ctx context.Context, m *repo.Manifest, verify map[strin
 	return nil
 }
 
-// one stores one file, after checking it against its prior checksum when asked to.
+// deltaCheck compares file f on disk with its prior checksum (delta): done
+// reports a file that needs no copy, matched or removed from disk.
+func (c *copier) deltaCheck(ctx context.Context, f *repo.ManifestFile, w *worker) (copyResult, bool, error) {
+	path, err := c.diskPath(f.Name)
+	if err != nil {
+		return copyResult{}, false, err
+	}
+	sum, n, err := sumFile(ctx, path, f.Size, w.buf)
+	switch {
+	case os.IsNotExist(err):
+		return copyResult{removed: true}, true, nil
+	case err != nil:
+		return copyResult{}, false, fmt.Errorf("read %s: %w", path, err)
+	case n == f.Size && sum == f.Checksum:
+		return copyResult{matched: true}, true, nil
+	}
+	return copyResult{}, false, nil
+}
+
+// warnPages logs the page checksum errors of a copied file.
+func (c *copier) warnPages(name string, res copyResult) {
+	if res.pageError {
+		c.log.Warn("invalid page checksums found", zap.String("file", name), zap.String("pages", res.pageErrors),
+			zap.Bool("misaligned", res.pageErrors == ""))
+	}
+}
+
+// one stores one file on its own, after checking it against its prior checksum when
+// asked to.
 func (c *copier) one(ctx context.Context, f *repo.ManifestFile, check bool, w *worker) (copyResult, error) {
+	if check {
+		if res, done, err := c.deltaCheck(ctx, f, w); err != nil || done {
+			return res, err
+		}
+	}
 	path, err := c.diskPath(f.Name)
 	if err != nil {
 		return copyResult{}, err
-	}
-	if check {
-		sum, n, err := sumFile(ctx, path, f.Size, w.buf)
-		switch {
-		case os.IsNotExist(err):
-			return copyResult{removed: true}, nil
-		case err != nil:
-			return copyResult{}, fmt.Errorf("read %s: %w", path, err)
-		case n == f.Size && sum == f.Checksum:
-			return copyResult{matched: true}, nil
-		}
 	}
 	file, err := os.Open(path)
 	if err != nil {
@@ -323,10 +375,7 @@ func (c *copier) one(ctx context.Context, f *repo.ManifestFile, check bool, w *w
 	res, err := c.copyFile(ctx, file, c.prefix+f.Name+c.ext, f.Size, w, also)
 	if err == nil && pc != nil {
 		res.pageError, res.pageErrors = pc.result()
-		if res.pageError {
-			c.log.Warn("invalid page checksums found", zap.String("file", f.Name), zap.String("pages", res.pageErrors),
-				zap.Bool("misaligned", res.pageErrors == ""))
-		}
+		c.warnPages(f.Name, res)
 	}
 	return res, err
 }

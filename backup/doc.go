@@ -5,7 +5,8 @@
 // produces the file, path, link and target lists of a manifest; ApplyPrior, the
 // differential/incremental reference logic of manifestBuildIncr(); a parallel copy
 // pipeline (read -> SHA-1 and page checksums -> compress -> encrypt -> storage.Store.Put,
-// streaming); and
+// streaming), which with repo-bundle=y appends small files, each compressed and
+// encrypted on its own, to bundle objects as pgBackRest 2.45 does (see bundle.go); and
 // Run, which drives pg_backup_start/pg_backup_stop over a pgx connection, writes the
 // manifest, backup.history and backup.info, and checks that the backup's WAL reached the
 // archive.

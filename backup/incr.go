@@ -17,8 +17,16 @@ import (
 // when delta is on (forced when a timestamp went backwards, a size changed with an
 // unchanged timestamp, or the timeline changed), and otherwise, to be safe, the files
 // whose timestamp is not older than the prior backup's start, which may have changed
-// within the same second after the prior backup read them. Files the prior backup
-// bundled or stored block-incrementally are never referenced: they are copied afresh.
+// within the same second after the prior backup read them.
+//
+// A referenced file keeps the prior's bundle id and offset: its data stays in the
+// bundle of the backup it references. When m bundles (m.Bundle), zero-length files are
+// neither referenced nor stored, as pgBackRest does. pgsidecar copies afresh what it
+// could not reference correctly: files stored block-incrementally, files in a prior's
+// raw bundles (backup-bundle-raw, which pgsidecar does not write: m's own
+// backup-bundle-raw stays false), and, when m does not bundle, zero-length files that a
+// bundling prior did not store (pgBackRest references those, and its verify then
+// reports them missing).
 func ApplyPrior(m, prior *repo.Manifest, log *zap.Logger) map[string]bool {
 	if log == nil {
 		log = zap.NewNop()
@@ -72,9 +80,10 @@ func ApplyPrior(m, prior *repo.Manifest, log *zap.Logger) map[string]bool {
 	for i := range m.Files {
 		f := &m.Files[i]
 		p, ok := priorFiles[f.Name]
-		if !ok || p.BlockIncrSize != 0 || p.BundleID != 0 {
-			// Bundled and block-incremental files are not written by this package; a
-			// backup without bundles does not reference them but copies them afresh.
+		if !ok || p.BlockIncrSize != 0 || (p.BundleID != 0 && prior.BundleRaw) {
+			continue
+		}
+		if f.Size == 0 && (m.Bundle || (prior.Bundle && p.BundleID == 0)) {
 			continue
 		}
 		if f.Size != p.Size || !(delta || f.Size == 0 || f.Timestamp == p.Timestamp) {
@@ -88,6 +97,7 @@ func ApplyPrior(m, prior *repo.Manifest, log *zap.Logger) map[string]bool {
 		f.RepoChecksum = p.RepoChecksum
 		f.ChecksumPage, f.ChecksumPageError, f.ChecksumPageErrorList = p.ChecksumPage, p.ChecksumPageError, p.ChecksumPageErrorList
 		f.Reference = p.Reference
+		f.BundleID, f.BundleOffset = p.BundleID, p.BundleOffset
 		if f.Reference == "" {
 			f.Reference = prior.Label
 		}

@@ -40,6 +40,8 @@ func TestApplyPrior(t *testing.T) {
 		wantRef    map[string]string // file -> reference ("" = copy)
 		wantVerify []string
 		wantDelta  bool
+		// bundle is m.Bundle; priorBundle and priorRaw the prior's backup-bundle(-raw).
+		bundle, priorBundle, priorRaw bool
 	}{
 		{
 			name:    "size and timestamp rule",
@@ -57,10 +59,44 @@ func TestApplyPrior(t *testing.T) {
 			wantRef: map[string]string{
 				"pg_data/same": "20260101-000000F", "pg_data/own": "20260101-000000F_20260102-000000I",
 				"pg_data/grown": "", "pg_data/touched": "", "pg_data/recent": "20260101-000000F_20260102-000000I",
-				"pg_data/empty": "20260101-000000F_20260102-000000I", "pg_data/bundled": "",
+				"pg_data/empty": "20260101-000000F_20260102-000000I", "pg_data/bundled": "20260101-000000F_20260102-000000I",
 				"pg_data/new": "",
 			},
 			wantVerify: []string{"pg_data/recent"},
+		},
+		{
+			name:    "bundling: zero-length files are not referenced",
+			archive: "000000010000000000000007",
+			bundle:  true,
+			files: []repo.ManifestFile{
+				{Name: "pg_data/empty", Size: 0, Timestamp: 990},
+				{Name: "pg_data/bundled", Size: 10, Timestamp: 900},
+				{Name: "pg_data/own", Size: 10, Timestamp: 900},
+			},
+			wantRef: map[string]string{
+				"pg_data/empty": "", "pg_data/bundled": "20260101-000000F_20260102-000000I",
+				"pg_data/own": "20260101-000000F_20260102-000000I",
+			},
+		},
+		{
+			name:        "bundling prior: its unstored zero-length files are not referenced",
+			archive:     "000000010000000000000007",
+			priorBundle: true,
+			files: []repo.ManifestFile{
+				{Name: "pg_data/empty", Size: 0, Timestamp: 990},
+				{Name: "pg_data/bundled", Size: 10, Timestamp: 900},
+			},
+			wantRef: map[string]string{"pg_data/empty": "", "pg_data/bundled": "20260101-000000F_20260102-000000I"},
+		},
+		{
+			name:     "raw bundles are not referenced",
+			archive:  "000000010000000000000007",
+			priorRaw: true,
+			files: []repo.ManifestFile{
+				{Name: "pg_data/bundled", Size: 10, Timestamp: 900},
+				{Name: "pg_data/own", Size: 10, Timestamp: 900},
+			},
+			wantRef: map[string]string{"pg_data/bundled": "", "pg_data/own": "20260101-000000F_20260102-000000I"},
 		},
 		{
 			name:    "same timestamp other size forces delta",
@@ -100,9 +136,10 @@ func TestApplyPrior(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			prior := priorManifest()
+			prior.Bundle, prior.BundleRaw = tc.priorBundle || tc.priorRaw, tc.priorRaw
 			f := false
 			m := &repo.Manifest{
-				Label: "20260101-000000F_20260103-000000I", Type: repo.BackupIncr, ArchiveStart: tc.archive,
+				Label: "20260101-000000F_20260103-000000I", Type: repo.BackupIncr, ArchiveStart: tc.archive, Bundle: tc.bundle,
 				Options: repo.ManifestOptions{CompressType: repo.CompressGz, Online: true, Delta: &f},
 				Files:   slices.Clone(tc.files),
 			}
@@ -128,8 +165,15 @@ func TestApplyPrior(t *testing.T) {
 				if file.Name == "pg_data/same" && want != "" && (file.RepoSize != 7 || file.RepoChecksum != sumB) {
 					t.Errorf("%s: repo size/checksum %d %q not inherited", file.Name, file.RepoSize, file.RepoChecksum)
 				}
-				if file.BundleID != 0 || file.BundleOffset != 0 {
-					t.Errorf("%s: bundle %d/%d inherited", file.Name, file.BundleID, file.BundleOffset)
+				wantBundle := [2]uint64{}
+				if file.Name == "pg_data/bundled" && want != "" {
+					wantBundle = [2]uint64{2, 40} // the data stays in the prior's bundle
+				}
+				if got := [2]uint64{file.BundleID, file.BundleOffset}; got != wantBundle {
+					t.Errorf("%s: bundle id/offset %v, want %v", file.Name, got, wantBundle)
+				}
+				if m.BundleRaw {
+					t.Errorf("backup-bundle-raw inherited: pgsidecar writes no raw bundles")
 				}
 			}
 			got := slices.Sorted(maps.Keys(verify))

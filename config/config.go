@@ -106,6 +106,9 @@ type Config struct {
 	TablespaceMap    map[string]string
 	TablespaceMapAll string
 
+	// MetricsAddress is metrics-address (pgsidecar's): host:port of the daemon's /metrics and /healthz; "" when off.
+	MetricsAddress string
+
 	// RepoSelected is --repo; 0 when not given.
 	RepoSelected int
 	// Output is --output (text or json; none or text for verify).
@@ -306,6 +309,7 @@ func (l *loader) build(cfg *Config) {
 		cfg.ArchivePushQueueMax = &n
 	}
 	cfg.ArchiveGetQueueMax = v.int("archive-get-queue-max", 0)
+	cfg.MetricsAddress = v.str("metrics-address", 0)
 	cfg.ArchiveTimeout = v.dur("archive-timeout", 0)
 	cfg.ArchiveCheck = v.bool("archive-check", 0)
 	cfg.ArchiveCopy = v.bool("archive-copy", 0)

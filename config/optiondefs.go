@@ -1443,11 +1443,14 @@ func pgbackrestOptions() []optionDef {
 			scope:    scopeGlobal,
 			required: true,
 			def:      some("/var/spool/pgbackrest"),
-			// backup is a pgsidecar addition: a backup run from a shell finds the
-			// daemon's socket in spool-path, as archive-push does.
-			commands: []string{"archive-get", "archive-push", "backup", "restore"},
-			rules:    map[string]cmdRule{"archive-get": {depend: &dependRule{option: "archive-async", values: []string{"y"}}}, "archive-push": {depend: &dependRule{option: "archive-async", values: []string{"y"}}}},
-			unused:   "pgsidecar keeps no spool directory; the daemon's socket lives in it",
+			// backup and info are pgsidecar additions: a backup run from a shell
+			// finds the daemon's socket in spool-path, as archive-push does, and
+			// info asks the daemon there what it backs up. The daemon also
+			// keeps its archive-get prefetch queue there (archive/<stanza>/in).
+			// pgBackRest resolves it for archive-get and archive-push only with
+			// archive-async=y; pgsidecar always does, so that the thin client
+			// finds the daemon's socket wherever spool-path puts it.
+			commands: []string{"archive-get", "archive-push", "backup", "info", "restore"},
 		},
 		{
 			name:     "stanza",

@@ -90,6 +90,11 @@ func TestSectionRules(t *testing.T) {
 	if cfg.Repos[0].Retention.Full != 0 || cfg.Repos[0].Cipher.Pass.IsSet() {
 		t.Errorf("archive-push must not load retention or an unused cipher pass: %+v", cfg.Repos[0].Retention)
 	}
+	// Unlike pgBackRest, spool-path counts without archive-async: the daemon's
+	// socket is there.
+	if o, ok := cfg.Option("spool-path"); !ok || o.Value != "/spool" {
+		t.Errorf("spool-path = %+v, %v; want /spool", o, ok)
+	}
 	got := map[string]string{}
 	for _, i := range cfg.Ignored() {
 		got[i.Name] = i.Reason + " @ " + i.Source.String()
@@ -98,7 +103,6 @@ func TestSectionRules(t *testing.T) {
 		"pg1-path":             "stanza option in global section [global]",
 		"stanza":               "command-line only option in a configuration file",
 		"repo1-retention-diff": "not valid for command 'archive-push'",
-		"spool-path":           "not valid without option archive-async = 'y'",
 		"repo1-cipher-pass":    "not valid without option repo1-cipher-type = 'aes-256-cbc'",
 		"lock-path":            "pgsidecar takes no lock files",
 	}

@@ -213,10 +213,20 @@ func extensionCommands() []commandDef {
 	}
 }
 
-// extensionOptions returns the options pgsidecar adds to pgBackRest's. There are none yet; an entry must set
-// extension: true.
+// extensionOptions returns the options pgsidecar adds to pgBackRest's. Each entry sets extension: true, and its
+// commands may name pgsidecar's own commands (run, config).
 func extensionOptions() []optionDef {
-	return nil
+	return []optionDef{
+		{
+			// metrics-address is where the daemon serves /metrics (Prometheus) and /healthz over HTTP, as host:port
+			// (e.g. 127.0.0.1:9187); empty: no HTTP server.
+			name:      "metrics-address",
+			typ:       typeString,
+			scope:     scopeGlobal,
+			commands:  []string{"config", "run"},
+			extension: true,
+		},
+	}
 }
 
 // table is the option and command table with its lookup indexes.
@@ -263,10 +273,10 @@ func newTable() *table {
 // effective returns the pgBackRest command whose rules apply to option o under command cmd, or "" when o is not
 // valid for cmd.
 func (t *table) effective(cmd *commandDef, o *optionDef) string {
+	if slices.Contains(o.commands, cmd.name) {
+		return cmd.name // a pgBackRest command, or an extension option of an extension command
+	}
 	if !cmd.extension {
-		if slices.Contains(o.commands, cmd.name) {
-			return cmd.name
-		}
 		return ""
 	}
 	for _, like := range cmd.like {

@@ -37,6 +37,7 @@ func TestDaemonArchiving(t *testing.T) {
 	c := newCluster(t, clusterOptions{
 		ArchiveCommand: fmt.Sprintf("%s --config=%s --stanza=db archive-push %%p", pgsidecarBin, conf),
 	})
+	metricsAddr := freeTCPAddr(t)
 	ini := strings.Join([]string{
 		"[global]",
 		"log-path=" + filepath.Join(dir, "log"),
@@ -48,6 +49,7 @@ func TestDaemonArchiving(t *testing.T) {
 		"compress-type=lz4",
 		"process-max=2",
 		"archive-timeout=60",
+		"metrics-address=" + metricsAddr,
 		"repo1-type=posix",
 		"repo1-path=" + filepath.Join(dir, "repo"),
 		"repo1-retention-full=2",
@@ -149,6 +151,11 @@ func TestDaemonArchiving(t *testing.T) {
 			t.Fatalf("segment %s from repo%s: pgbackrest's copy differs from pgsidecar's (%v, %v, %d bytes)", seg, r, errA, errB, len(a))
 		}
 	}
+
+	// restore_command through the daemon: prefetched segments, and the
+	// metrics endpoint.
+	checkDaemonRestoreCommand(t, conf, c.DataDir(), filepath.Join(dir, "spool"), want[:4])
+	checkDaemonMetrics(t, metricsAddr)
 
 	// SIGHUP reloads the configuration; the daemon lives on.
 	if err := daemon.Process.Signal(syscall.SIGHUP); err != nil {

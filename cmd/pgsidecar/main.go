@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -88,7 +89,12 @@ func run(args, env []string, stdout, stderr io.Writer) int {
 		defer stopProfile()
 	}
 
-	deps := agent.Deps{Log: log, Registry: prometheus.NewRegistry(), Env: env, Version: version}
+	reg := prometheus.NewRegistry()
+	deps := agent.Deps{Log: log, Registry: reg, Gatherer: reg, Env: env, Version: version}
+	if cfg.Command == "run" {
+		// The daemon serves them on metrics-address, beside its own.
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
 	if cfg.Command == "run" {
 		// SIGHUP reloads the daemon's configuration from the same input.
 		hup := make(chan os.Signal, 1)
@@ -134,7 +140,8 @@ func newLogger(level string, w io.Writer) *zap.Logger {
 }
 
 // startCPUProfile writes a CPU profile of the whole command to the file named
-// by PGSIDECAR_CPUPROFILE, for the benchmarks in bench/; nil when unset.
+// by PGSIDECAR_CPUPROFILE, and the allocation profile beside it (.heap), for
+// the benchmarks in bench/; nil when unset.
 func startCPUProfile(env []string, log *zap.Logger) func() {
 	var path string
 	for _, kv := range env {
@@ -158,5 +165,9 @@ func startCPUProfile(env []string, log *zap.Logger) func() {
 	return func() {
 		pprof.StopCPUProfile()
 		_ = f.Close()
+		if h, err := os.Create(path + ".heap"); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(h, 0)
+			_ = h.Close()
+		}
 	}
 }
