@@ -200,10 +200,13 @@ func TestQueueSchedulesAndOneOffRunOneAtATime(t *testing.T) {
 	if m := rec.maxInFlight.Load(); m != 1 {
 		t.Fatalf("%d backups ran at once", m)
 	}
+	// The last backup may still be releasing its lease when its run is
+	// recorded; none may be left behind for long.
 	for _, r := range repos {
-		if ok, err := openStanza(cfg, r).Exists(t.Context(), "backup/db/"+LeaseFile); err != nil || ok {
-			t.Errorf("%s: lease left behind (%v, %v)", r.Name(), ok, err)
-		}
+		qWaitUntil(t, r.Name()+" lease released", func() bool {
+			ok, err := openStanza(cfg, r).Exists(t.Context(), "backup/db/"+LeaseFile)
+			return err == nil && !ok
+		})
 	}
 	cancel()
 	if err := <-schedDone; !errors.Is(err, context.Canceled) {
