@@ -17,7 +17,14 @@
 #        look-ahead pushes, answers over its socket), pgbackrest (sync) and
 #        pgbackrest-async (archive-async=y, process-max=2).
 # Env:   SEGMENTS (default 64), TOOLS (default "pgsidecar pgsidecar-daemon pgbackrest pgbackrest-async"),
-#        REPOS (default "1 4").
+#        REPOS (default "1 4"), LATENCY_TOOLS (default "pgsidecar-daemon pgbackrest-async").
+#
+# Latency: archive_command's time for a segment the tool has already pushed
+# ahead, which is what PostgreSQL's archiver waits per segment when the tool
+# keeps up. With PostgreSQL stopped, the backlog is pushed ahead (the daemon
+# does it by itself; pgbackrest-async after one call starts its async
+# process), then archive-push is timed for each .ready segment in order, as
+# the archiver calls it, one repository; median and 95th percentile.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -25,6 +32,7 @@ ROOT=$PWD
 SEGMENTS=${SEGMENTS:-64}
 TOOLS=${TOOLS:-"pgsidecar pgsidecar-daemon pgbackrest pgbackrest-async"}
 REPOS=${REPOS:-"1 4"}
+LATENCY_TOOLS=${LATENCY_TOOLS:-"pgsidecar-daemon pgbackrest-async"}
 OS_USER=pgsidecar
 W=/tmp/pgsidecar-bench-archive
 PORT=55499
@@ -132,13 +140,7 @@ run() {
 	fi
 	if [[ $tool == pgsidecar-daemon ]]; then
 		# The sidecar runs before PostgreSQL starts, as in a pod.
-		local sock=$W/spool-$tool-$nrepos/pgsidecar-db.sock
-		# shellcheck disable=SC2016 # expanded by the inner sh, on purpose
-		as_user sh -c 'echo $$ >"$0" && exec "$@"' "$W/daemon.pid" "$W/pgsidecar" --config="$cfg" --stanza=db run \
-			>"$W/daemon-$nrepos.log" 2>&1 &
-		local i
-		for ((i = 0; i < 200; i++)); do [[ -S $sock ]] && break; sleep 0.05; done
-		[[ -S $sock ]] || { echo "archive.sh: the daemon did not start; see $W/daemon-$nrepos.log" >&2; exit 1; }
+		start_daemon "$cfg" "$W/daemon-$nrepos.log"
 	fi
 	local rssfile=$W/rss
 	echo 0 >"$rssfile"
@@ -169,6 +171,52 @@ run() {
 	rm -rf "$W"/repo-"$tool"-"$nrepos"-* "$W"/spool-"$tool"-"$nrepos"
 }
 
+# start_daemon CFG LOG: `pgsidecar run` as the OS user, as in a pod, before
+# PostgreSQL; waits for its socket.
+start_daemon() {
+	local sock i
+	sock=$(dirname "$(grep '^spool-path=' "$1" | cut -d= -f2-)/x")/pgsidecar-db.sock
+	# shellcheck disable=SC2016 # expanded by the inner sh, on purpose
+	as_user sh -c 'echo $$ >"$0" && exec "$@"' "$W/daemon.pid" "$W/pgsidecar" --config="$1" --stanza=db run >"$2" 2>&1 &
+	for ((i = 0; i < 200; i++)); do [[ -S $sock ]] && break; sleep 0.05; done
+	[[ -S $sock ]] || { echo "archive.sh: the daemon did not start; see $2" >&2; exit 1; }
+}
+
+# archived_count CFG: the WAL segments in repo1 of CFG.
+archived_count() {
+	find "$(grep '^repo1-path=' "$1" | cut -d= -f2-)/archive" -name '0000*-*' 2>/dev/null | wc -l
+}
+
+# latency TOOL: prints the median and 95th percentile (ms) of archive-push
+# for segments already pushed ahead.
+latency() {
+	local tool=$1 cfg bin segs i
+	cfg=$(conf "$tool" 1)
+	case $tool in
+	pgsidecar*) bin="$W/pgsidecar" ;;
+	pgbackrest*) bin=/usr/bin/pgbackrest ;;
+	esac
+	rm -rf "$W/data" && cp -a "$W/template" "$W/data"
+	mapfile -t segs < <(find "$W/data/pg_wal/archive_status" -name '*.ready' -printf '%f\n' | sed 's/\.ready$//' | sort)
+	if [[ $tool == pgsidecar* ]]; then
+		as_user "$W/pgsidecar" --config="$cfg" --stanza=db stanza-create >/dev/null
+		start_daemon "$cfg" "$W/daemon-latency.log"
+	else
+		as_user pgbackrest --config="$cfg" --stanza=db --no-online stanza-create >/dev/null
+		# The first call starts the async process, which pushes the rest ahead.
+		(cd "$W/data" && as_user "$bin" --config="$cfg" --stanza=db archive-push "pg_wal/${segs[0]}" >/dev/null)
+		segs=("${segs[@]:1}")
+	fi
+	for ((i = 0; i < 1200; i++)); do (($(archived_count "$cfg") >= ${#segs[@]})) && break; sleep 0.05; done
+	# Timed in one shell with bash's clock (no fork around the call).
+	as_user bash -c 'cd "$1" && shift && for s in "${@:4}"; do
+		t0=$EPOCHREALTIME; "$1" "$2" "$3" archive-push "pg_wal/$s" >/dev/null 2>&1 || exit 1; t1=$EPOCHREALTIME
+		echo $(( ${t1/./} - ${t0/./} )); done' _ "$W/data" "$bin" --config="$cfg" --stanza=db "${segs[@]}" |
+		sort -n | awk '{v[NR]=$1} END {if (NR == 0) {print "failed"; exit} printf "%.2f %.2f\n", v[int((NR+1)/2)]/1000, v[int(NR*0.95+0.5)]/1000}'
+	stop_daemon
+	rm -rf "$W"/repo-"$tool"-1-* "$W"/spool-"$tool"-1
+}
+
 printf '\n%-18s %5s %8s %8s %10s %9s\n' tool repos seconds MB/s CPU-s/GiB peak-RSS
 for n in $REPOS; do
 	for tool in $TOOLS; do
@@ -185,3 +233,11 @@ for n in $REPOS; do
 		done
 	done
 done
+if [[ -n $LATENCY_TOOLS ]]; then
+	printf '\narchive_command latency for a segment already pushed ahead (1 repo, %s calls)\n' "$((ready - 1))"
+	printf '%-18s %10s %8s\n' tool median-ms p95-ms
+	for tool in $LATENCY_TOOLS; do
+		read -r med p95 < <(latency "$tool")
+		printf '%-18s %10s %8s\n' "$tool" "$med" "$p95"
+	done
+fi
