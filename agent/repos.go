@@ -84,7 +84,7 @@ func openDriver(ctx context.Context, cfg *config.Config, r config.Repo, d Deps) 
 			WebIdentityRoleARN: d.getenv("AWS_ROLE_ARN"), WebIdentityTokenFile: d.getenv("AWS_WEB_IDENTITY_TOKEN_FILE"),
 			Host: r.Storage.Host, Port: port, VerifyTLS: r.Storage.VerifyTLS,
 			CAFile: r.Storage.CAFile, CAPath: r.Storage.CAPath,
-			PartSize: r.Storage.UploadChunkSize, KMSKeyID: r.S3.KMSKeyID,
+			PartSize: r.Storage.UploadChunkSize, KMSKeyID: r.S3.KMSKeyID, Role: r.S3.Role,
 		})
 	case "gcs":
 		return gcs.New(ctx, gcs.Config{

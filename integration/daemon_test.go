@@ -13,9 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
 // TestDaemonArchiving runs PostgreSQL with pgsidecar's archive-push as
@@ -266,18 +263,10 @@ func posixArchived(t *testing.T, repoDir string) []string {
 // s3Archived lists the segment names archived under prefix in bucket.
 func s3Archived(t *testing.T, svc s3Service, bucket, prefix string) []string {
 	t.Helper()
-	client := svc.client(t)
 	var out []string
-	p := awss3.NewListObjectsV2Paginator(client, &awss3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
-	for p.HasMorePages() {
-		page, err := p.NextPage(t.Context())
-		if err != nil {
-			t.Fatalf("list s3://%s/%s: %v", bucket, prefix, err)
-		}
-		for _, o := range page.Contents {
-			if name := path.Base(aws.ToString(o.Key)); len(name) > 24 && name[24] == '-' {
-				out = append(out, name[:24])
-			}
+	for _, k := range listS3(t, svc.client(t), bucket, prefix) {
+		if name := path.Base(k); len(name) > 24 && name[24] == '-' {
+			out = append(out, name[:24])
 		}
 	}
 	return out

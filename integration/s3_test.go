@@ -2,26 +2,17 @@ package integration
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
-	awstypes "github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
-
+	"github.com/pgsidecar/pgsidecar/storage"
+	"github.com/pgsidecar/pgsidecar/storage/s3"
 	"github.com/pgsidecar/pgsidecar/storage/storagetest"
 )
 
@@ -76,34 +67,31 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// client returns an AWS SDK client for the service: path style, static
-// credentials, TLS verified against CAFile or not verified without one.
-func (s s3Service) client(t testing.TB) *awss3.Client {
+// s3Client opens the driver on buckets of the service: path style,
+// static credentials, TLS verified against CAFile or not verified without
+// one.
+type s3Client struct{ svc s3Service }
+
+// client returns the service's client.
+func (s s3Service) client(testing.TB) s3Client { return s3Client{svc: s} }
+
+// bucket returns a store at the root of bucket, closed at cleanup.
+func (c s3Client) bucket(t testing.TB, bucket string) *s3.Store {
 	t.Helper()
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if s.CAFile != "" {
-		pem, err := os.ReadFile(s.CAFile)
-		if err != nil {
-			t.Fatalf("read S3 CA file: %v", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			t.Fatalf("S3 CA file %s: no certificate", s.CAFile)
-		}
-		tlsConf.RootCAs = pool
-	} else {
-		tlsConf.InsecureSkipVerify = true // self-signed test service without a CA file
+	st, err := s3.New(t.Context(), c.config(bucket))
+	if err != nil {
+		t.Fatalf("open s3://%s: %v", bucket, err)
 	}
-	httpClient := awshttp.NewBuildableClient().
-		WithTimeout(time.Minute).
-		WithTransportOptions(func(tr *http.Transport) { tr.TLSClientConfig = tlsConf })
-	return awss3.New(awss3.Options{
-		Region:       s.Region,
-		Credentials:  credentials.NewStaticCredentialsProvider(s.Key, s.Secret, ""),
-		BaseEndpoint: aws.String("https://" + net.JoinHostPort(s.Host, s.Port)),
-		UsePathStyle: true,
-		HTTPClient:   httpClient,
-	})
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+func (c s3Client) config(bucket string) s3.Config {
+	return s3.Config{
+		Bucket: bucket, Endpoint: net.JoinHostPort(c.svc.Host, c.svc.Port), Region: c.svc.Region,
+		Key: c.svc.Key, KeySecret: c.svc.Secret, URIStyle: s3.URIStylePath,
+		VerifyTLS: c.svc.CAFile != "", CAFile: c.svc.CAFile,
+	}
 }
 
 // newS3Bucket creates a uniquely named bucket on the S3 test service and
@@ -113,80 +101,68 @@ func (s s3Service) client(t testing.TB) *awss3.Client {
 func newS3Bucket(t testing.TB) (s3Service, string) {
 	t.Helper()
 	svc := s3ServiceFromEnv(t)
-	client := svc.client(t)
 	bucket := "pgsidecar-it-" + randomHex(t, 6)
+	st, err := s3.New(t.Context(), svc.client(t).config(bucket))
+	if err != nil {
+		t.Fatalf("open s3://%s: %v", bucket, err)
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	if _, err := client.CreateBucket(ctx, &awss3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		var apiErr smithy.APIError
-		if !errors.As(err, &apiErr) {
+	if err := st.CreateBucket(ctx); err != nil {
+		var respErr *s3.ResponseError
+		if !errors.As(err, &respErr) {
 			storagetest.Unavailable(t, "s3", err)
 		}
 		t.Fatalf("create bucket %s: %v", bucket, err)
 	}
 	t.Cleanup(func() {
-		if err := removeS3Bucket(client, bucket); err != nil {
+		defer st.Close()
+		if err := removeS3Bucket(st); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
 	return svc, bucket
 }
 
-// removeS3Bucket empties and deletes a bucket.
-func removeS3Bucket(client *awss3.Client, bucket string) error {
+// removeS3Bucket empties and deletes the bucket of st (a store at its root).
+func removeS3Bucket(st *s3.Store) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	uploads, err := client.ListMultipartUploads(ctx, &awss3.ListMultipartUploadsInput{Bucket: aws.String(bucket)})
+	uploads, err := st.Uploads(ctx, "")
 	if err != nil {
-		return fmt.Errorf("list uploads of bucket %s: %w", bucket, err)
+		return err
 	}
-	for _, u := range uploads.Uploads {
-		if _, err := client.AbortMultipartUpload(ctx, &awss3.AbortMultipartUploadInput{
-			Bucket: aws.String(bucket), Key: u.Key, UploadId: u.UploadId,
-		}); err != nil {
-			return fmt.Errorf("abort upload %s: %w", aws.ToString(u.Key), err)
+	for _, u := range uploads {
+		if err := st.AbortUpload(ctx, u); err != nil {
+			return err
 		}
 	}
-	p := awss3.NewListObjectsV2Paginator(client, &awss3.ListObjectsV2Input{Bucket: aws.String(bucket)})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return fmt.Errorf("list bucket %s: %w", bucket, err)
-		}
-		if len(page.Contents) == 0 {
-			continue
-		}
-		ids := make([]awstypes.ObjectIdentifier, 0, len(page.Contents))
-		for _, o := range page.Contents {
-			ids = append(ids, awstypes.ObjectIdentifier{Key: o.Key})
-		}
-		out, err := client.DeleteObjects(ctx, &awss3.DeleteObjectsInput{
-			Bucket: aws.String(bucket), Delete: &awstypes.Delete{Objects: ids, Quiet: aws.Bool(true)},
-		})
-		if err != nil {
-			return fmt.Errorf("delete objects of bucket %s: %w", bucket, err)
-		}
-		if len(out.Errors) > 0 {
-			return fmt.Errorf("delete %s: %s", aws.ToString(out.Errors[0].Key), aws.ToString(out.Errors[0].Message))
-		}
+	if err := st.List(ctx, "", func(oi storage.ObjectInfo) error { return st.Delete(ctx, oi.Key) }); err != nil {
+		return fmt.Errorf("empty the bucket: %w", err)
 	}
-	if _, err := client.DeleteBucket(ctx, &awss3.DeleteBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		return fmt.Errorf("delete bucket %s: %w", bucket, err)
-	}
-	return nil
+	return st.DeleteBucket(ctx)
 }
 
 // getS3Object returns an object's content.
-func getS3Object(t testing.TB, client *awss3.Client, bucket, key string) []byte {
+func getS3Object(t testing.TB, client s3Client, bucket, key string) []byte {
 	t.Helper()
-	out, err := client.GetObject(t.Context(), &awss3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	b, err := storage.ReadAll(t.Context(), client.bucket(t, bucket), key)
 	if err != nil {
 		t.Fatalf("get s3://%s/%s: %v", bucket, key, err)
 	}
-	defer out.Body.Close()
-	b, err := io.ReadAll(out.Body)
-	if err != nil {
-		t.Fatalf("read s3://%s/%s: %v", bucket, key, err)
-	}
 	return b
+}
+
+// listS3 returns the keys under prefix in bucket.
+func listS3(t testing.TB, client s3Client, bucket, prefix string) []string {
+	t.Helper()
+	var keys []string
+	err := client.bucket(t, bucket).List(t.Context(), prefix, func(oi storage.ObjectInfo) error {
+		keys = append(keys, oi.Key)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("list s3://%s/%s: %v", bucket, prefix, err)
+	}
+	return keys
 }

@@ -23,15 +23,10 @@ import (
 	"testing"
 	"time"
 
-	gstorage "cloud.google.com/go/storage"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
-	"google.golang.org/api/option"
-
+	"github.com/pgsidecar/pgsidecar/storage"
+	"github.com/pgsidecar/pgsidecar/storage/azure"
+	"github.com/pgsidecar/pgsidecar/storage/gcs/gcstest"
+	"github.com/pgsidecar/pgsidecar/storage/s3"
 	"github.com/pgsidecar/pgsidecar/storage/storagetest"
 )
 
@@ -525,7 +520,6 @@ func (d *walDaemon) kill() {
 
 // GCS and Azure test services, from the test services contract.
 const (
-	defaultGCSEndpoint   = "http://127.0.0.1:4443/storage/v1/"
 	defaultAzureEndpoint = "http://127.0.0.1:10000/devstoreaccount1"
 	azuriteAccount       = "devstoreaccount1"
 	azuriteKey           = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -535,49 +529,8 @@ const (
 // objects at cleanup, and returns the endpoint and the bucket's name.
 func newGCSBucket(t testing.TB) (string, string) {
 	t.Helper()
-	ep := storagetest.Env("PGSIDECAR_TEST_GCS_ENDPOINT", defaultGCSEndpoint)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(ep, "/")+"/b?project=pgsidecar-test", nil)
-	if err != nil {
-		t.Fatalf("bad PGSIDECAR_TEST_GCS_ENDPOINT %q: %v", ep, err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err == nil {
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("GET %s: %s", req.URL, resp.Status)
-		}
-	}
-	if err != nil {
-		storagetest.Unavailable(t, "gcs", err)
-	}
-	client, err := gstorage.NewClient(t.Context(), option.WithoutAuthentication(), option.WithEndpoint(ep))
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := "pgsidecar-it-" + randomHex(t, 6)
-	if err := client.Bucket(name).Create(t.Context(), "pgsidecar-test", nil); err != nil {
-		t.Fatalf("create bucket %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		defer client.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		b := client.Bucket(name)
-		it := b.Objects(ctx, nil)
-		for {
-			attrs, err := it.Next()
-			if err != nil {
-				break
-			}
-			_ = b.Object(attrs.Name).Delete(ctx)
-		}
-		if err := b.Delete(ctx); err != nil {
-			t.Errorf("delete bucket %s: %v", name, err)
-		}
-	})
-	return ep, name
+	svc := gcstest.Require(t)
+	return svc.Endpoint, svc.NewBucket(t, "pgsidecar-it-")
 }
 
 // azureContainer is a container created on the Azure test service.
@@ -595,29 +548,27 @@ func newAzureContainer(t testing.TB) azureContainer {
 		key:       storagetest.Env("PGSIDECAR_TEST_AZURE_KEY", azuriteKey),
 		container: "pgsidecar-it-" + randomHex(t, 6),
 	}
-	cred, err := container.NewSharedKeyCredential(a.account, a.key)
-	if err != nil {
-		t.Fatalf("shared key for %s: %v", a.account, err)
-	}
 	// No retries, so that a service that is down is reported at once.
-	c, err := container.NewClientWithSharedKeyCredential(a.endpoint+"/"+a.container, cred,
-		&container.ClientOptions{ClientOptions: azcore.ClientOptions{Retry: policy.RetryOptions{MaxRetries: -1}}})
+	c, err := azure.New(t.Context(), azure.Config{
+		Account: a.account, Container: a.container, Endpoint: a.endpoint, Key: a.key, VerifyTLS: true, MaxRetries: -1,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	if _, err := c.Create(ctx, nil); err != nil {
-		var re *azcore.ResponseError
+	if err := c.CreateContainer(ctx); err != nil {
+		var re *azure.ResponseError
 		if errors.As(err, &re) {
 			t.Fatalf("create container %s: %v", a.container, err)
 		}
 		storagetest.Unavailable(t, "azure", err)
 	}
 	t.Cleanup(func() {
+		defer c.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		if _, err := c.Delete(ctx, nil); err != nil {
+		if err := c.DeleteContainer(ctx); err != nil {
 			t.Errorf("delete container %s: %v", a.container, err)
 		}
 	})
@@ -655,8 +606,17 @@ func startTestMinio(t *testing.T) *testMinio {
 	}
 	t.Cleanup(func() { m.kill(t) })
 	m.start(t)
-	if _, err := m.client().CreateBucket(t.Context(), &awss3.CreateBucketInput{Bucket: aws.String(m.bucket)}); err != nil {
-		t.Fatalf("create bucket in the test MinIO: %v", err)
+	// A MinIO that says it is ready may still answer 503
+	// XMinioServerNotInitialized for a moment.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		err := m.client(t).CreateBucket(t.Context())
+		var respErr *s3.ResponseError
+		if err == nil {
+			break
+		}
+		if !errors.As(err, &respErr) || respErr.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("create bucket in the test MinIO: %v", err)
+		}
 	}
 	return m
 }
@@ -721,31 +681,33 @@ func (m *testMinio) signal(t *testing.T, sig syscall.Signal) {
 	}
 }
 
-// client returns an S3 client of the server.
-func (m *testMinio) client() *awss3.Client {
-	return awss3.New(awss3.Options{
-		Region:       "us-east-1",
-		Credentials:  credentials.NewStaticCredentialsProvider(minioUser, minioPassword, ""),
-		BaseEndpoint: aws.String("http://" + m.addr),
-		UsePathStyle: true,
+// client returns a store at the root of the server's bucket (the driver
+// over plain HTTP), closed at cleanup.
+func (m *testMinio) client(t *testing.T) *s3.Store {
+	t.Helper()
+	st, err := s3.New(t.Context(), s3.Config{
+		Bucket: m.bucket, Endpoint: "http://" + m.addr, Region: "us-east-1",
+		Key: minioUser, KeySecret: minioPassword, URIStyle: s3.URIStylePath,
 	})
+	if err != nil {
+		t.Fatalf("open the test MinIO: %v", err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
 }
 
 // segments lists the segment names archived under prefix.
 func (m *testMinio) segments(t *testing.T, prefix string) []string {
 	t.Helper()
 	var out []string
-	p := awss3.NewListObjectsV2Paginator(m.client(), &awss3.ListObjectsV2Input{Bucket: aws.String(m.bucket), Prefix: aws.String(prefix)})
-	for p.HasMorePages() {
-		page, err := p.NextPage(t.Context())
-		if err != nil {
-			t.Fatalf("list the test MinIO: %v", err)
+	err := m.client(t).List(t.Context(), prefix, func(oi storage.ObjectInfo) error {
+		if name := path.Base(oi.Key); walFileName.MatchString(name) {
+			out = append(out, name[:24])
 		}
-		for _, o := range page.Contents {
-			if name := path.Base(aws.ToString(o.Key)); walFileName.MatchString(name) {
-				out = append(out, name[:24])
-			}
-		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("list the test MinIO: %v", err)
 	}
 	return out
 }

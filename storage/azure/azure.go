@@ -1,37 +1,55 @@
 package azure
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
-
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
 	"github.com/pgsidecar/pgsidecar/storage"
 )
 
 // Store is a storage.Store on one Azure Blob Storage container.
 type Store struct {
-	client      *container.Client
-	transport   *http.Transport
-	prefix      string // "" or ending in "/"
-	blockSize   int64
-	concurrency int
+	client    *http.Client
+	transport *http.Transport
+	account   string
+	container string
+	// origin is scheme://host[:port]; basePath the escaped path of the
+	// container (with the account in it for path-style URLs).
+	origin, basePath string
+	sharedKey        []byte // decoded account key, or nil
+	sasQuery         string // SAS token without "?", or ""
+	prefix           string // "" or ending in "/"
+	blockSize        int64
+	concurrency      int
+	retries          int // retries of one request; 0 disables
+	buffers          sync.Pool
 }
 
 var _ storage.Store = (*Store)(nil)
+
+// maxBlocks is the service's limit of committed blocks per blob.
+const maxBlocks = 50000
+
+// Backoff between the retries of one request.
+const (
+	retryInitial = 200 * time.Millisecond
+	retryMax     = 5 * time.Second
+)
 
 // New validates cfg (see Config.Validate), reads its CA file and returns a
 // store. It does not contact the service: a wrong key or a missing container
@@ -48,6 +66,18 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configure azure repository: %w", err)
 	}
+	u, err := url.Parse(st.containerURL)
+	if err != nil {
+		// settings built the URL from parsed parts; this cannot happen.
+		return nil, fmt.Errorf("configure azure repository: container URL: %w", storage.ErrInvalid)
+	}
+	var key []byte
+	if st.sharedKey != "" {
+		if key, err = base64.StdEncoding.DecodeString(st.sharedKey); err != nil {
+			// Not quoted: the error shows part of the key. Validate checked it.
+			return nil, fmt.Errorf("configure azure repository: %s is not valid base64: %w", cfg.option("azure-key"), storage.ErrInvalid)
+		}
+	}
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -58,33 +88,32 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
-	retries := int32(min(max(cfg.MaxRetries, -1), 100)) //nolint:gosec // clamped to a small range
-	opts := &container.ClientOptions{ClientOptions: azcore.ClientOptions{
-		Transport: redactingTransport{client: &http.Client{Transport: tr}},
-		Retry:     policy.RetryOptions{MaxRetries: retries},
-		Telemetry: policy.TelemetryOptions{ApplicationID: "pgsidecar"},
-	}}
-	var client *container.Client
-	if st.sasQuery != "" {
-		client, err = container.NewClientWithNoCredential(st.containerURL+"?"+st.sasQuery, opts)
-	} else {
-		var cred *container.SharedKeyCredential
-		if cred, err = container.NewSharedKeyCredential(cfg.Account, st.sharedKey); err == nil {
-			client, err = container.NewClientWithSharedKeyCredential(st.containerURL, cred, opts)
-		}
+	retries := 3
+	switch {
+	case cfg.MaxRetries < 0:
+		retries = 0
+	case cfg.MaxRetries > 0:
+		retries = min(cfg.MaxRetries, 100)
 	}
-	if err != nil {
-		tr.CloseIdleConnections()
-		// Not wrapped with %w: SDK errors here may quote the key or token.
-		return nil, fmt.Errorf("create azure client for %s: invalid credentials: %w", st.containerURL, storage.ErrInvalid)
-	}
-	return &Store{
-		client:      client,
+	s := &Store{
+		client:      &http.Client{Transport: tr},
 		transport:   tr,
+		account:     cfg.Account,
+		container:   cfg.Container,
+		origin:      u.Scheme + "://" + u.Host,
+		basePath:    escapePath(u.Path),
+		sharedKey:   key,
+		sasQuery:    st.sasQuery,
 		prefix:      st.prefix,
 		blockSize:   st.blockSize,
 		concurrency: st.concurrency,
-	}, nil
+		retries:     retries,
+	}
+	s.buffers.New = func() any {
+		b := make([]byte, s.blockSize)
+		return &b
+	}
+	return s, nil
 }
 
 // blobName maps a key to its blob name.
@@ -95,26 +124,213 @@ func (s *Store) blobName(key string) (string, error) {
 	return s.prefix + key, nil
 }
 
-// translate maps service errors to the storage sentinels, keeping err in
-// the chain. ConditionNotMet is left alone: only a conditional create may
-// read it as ErrExist (a read that fails If-Match saw the object change).
-func translate(err error) error {
-	var re *azcore.ResponseError
-	if !errors.As(err, &re) {
-		return err
+// ResponseError is an error answer of the service. It matches
+// storage.ErrNotExist for 404, storage.ErrPermission for 401 and 403, and
+// storage.ErrExist for the refusal of a conditional create; any other
+// answer, such as a 5xx, is transient to the retry decorator.
+type ResponseError struct {
+	// Op names the operation ("put block list", "stat", ...).
+	Op string
+	// Container and Blob name the resource; Blob is "" for the container.
+	Container, Blob string
+	// StatusCode is the HTTP status.
+	StatusCode int
+	// Code is the x-ms-error-code of the answer, such as BlobNotFound.
+	Code string
+	// Message is the first line of the service's message, if any.
+	Message string
+
+	sentinel error
+}
+
+func (e *ResponseError) Error() string {
+	var b strings.Builder
+	b.WriteString("azure ")
+	b.WriteString(e.Op)
+	b.WriteByte(' ')
+	b.WriteString(e.Container)
+	if e.Blob != "" {
+		b.WriteByte('/')
+		b.WriteString(e.Blob)
+	}
+	b.WriteString(": HTTP ")
+	b.WriteString(strconv.Itoa(e.StatusCode))
+	if e.Code != "" {
+		b.WriteByte(' ')
+		b.WriteString(e.Code)
+	} else if t := http.StatusText(e.StatusCode); t != "" {
+		b.WriteByte(' ')
+		b.WriteString(t)
+	}
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	return b.String()
+}
+
+// Is matches the storage sentinel of the answer.
+func (e *ResponseError) Is(target error) bool { return e.sentinel != nil && target == e.sentinel }
+
+// newResponseError reads the error answer resp (and closes its body).
+func (s *Store) newResponseError(op, blob string, resp *http.Response) *ResponseError {
+	e := &ResponseError{Op: op, Container: s.container, Blob: blob, StatusCode: resp.StatusCode, Code: resp.Header.Get("x-ms-error-code")}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	var doc struct {
+		Code    string `xml:"Code"`
+		Message string `xml:"Message"`
+	}
+	if len(body) > 0 && xml.Unmarshal(body, &doc) == nil {
+		if e.Code == "" {
+			e.Code = doc.Code
+		}
+		// The first line only: the rest is the request id and time. The
+		// authentication detail (the string to sign) is never read.
+		msg, _, _ := strings.Cut(strings.TrimSpace(doc.Message), "\n")
+		if len(msg) > 300 {
+			msg = msg[:300] + "..."
+		}
+		e.Message = strings.TrimSpace(msg)
 	}
 	switch {
-	case bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound, bloberror.ResourceNotFound),
-		re.StatusCode == http.StatusNotFound:
-		return fmt.Errorf("%w: %w", storage.ErrNotExist, err)
-	case bloberror.HasCode(err, bloberror.AuthorizationFailure, bloberror.AuthorizationPermissionMismatch,
-		bloberror.AuthenticationFailed, bloberror.InsufficientAccountPermissions, bloberror.AccountIsDisabled),
-		re.StatusCode == http.StatusForbidden, re.StatusCode == http.StatusUnauthorized:
-		return fmt.Errorf("%w: %w", storage.ErrPermission, err)
-	case bloberror.HasCode(err, bloberror.BlobAlreadyExists):
-		return fmt.Errorf("%w: %w", storage.ErrExist, err)
+	case resp.StatusCode == http.StatusNotFound:
+		e.sentinel = storage.ErrNotExist
+	case resp.StatusCode == http.StatusForbidden, resp.StatusCode == http.StatusUnauthorized:
+		e.sentinel = storage.ErrPermission
+	case e.Code == "BlobAlreadyExists":
+		e.sentinel = storage.ErrExist
+	}
+	return e
+}
+
+// request is one REST call.
+type request struct {
+	op     string // for errors
+	method string
+	blob   string            // blob name; "" addresses the container
+	query  []string          // name, value pairs
+	header map[string]string // extra headers
+	body   []byte            // nil for none
+}
+
+// retryable reports whether a request that drew status may succeed when
+// sent again.
+func retryable(status int) bool {
+	switch status {
+	case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+		http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// do sends r, retrying connection failures and 408, 429 and 5xx answers
+// up to s.retries times, and returns a 2xx response. Any other answer is a
+// *ResponseError; a transport failure names the blob and carries the
+// *url.Error, with any SAS signature removed from its URL.
+func (s *Store) do(ctx context.Context, r *request) (*http.Response, error) {
+	backoff := retryInitial
+	for attempt := 0; ; attempt++ {
+		resp, err := s.send(ctx, r)
+		if err == nil && resp.StatusCode < 300 {
+			return resp, nil
+		}
+		if err == nil {
+			err = s.newResponseError(r.op, r.blob, resp)
+		}
+		if attempt >= s.retries || ctx.Err() != nil || !s.transient(err) {
+			return nil, err
+		}
+		t := time.NewTimer(time.Duration(rand.Int64N(int64(backoff))) + backoff/2)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		backoff = min(2*backoff, retryMax)
+	}
+}
+
+// transient reports whether err, from do, may go away on a new attempt.
+func (s *Store) transient(err error) bool {
+	var re *ResponseError
+	if errors.As(err, &re) {
+		return retryable(re.StatusCode)
+	}
+	var cv *tls.CertificateVerificationError
+	return !errors.As(err, &cv)
+}
+
+// send makes one attempt of r.
+func (s *Store) send(ctx context.Context, r *request) (*http.Response, error) {
+	var u strings.Builder
+	u.WriteString(s.origin)
+	u.WriteString(s.basePath)
+	if r.blob != "" {
+		u.WriteByte('/')
+		u.WriteString(escapePath(r.blob))
+	}
+	sep := byte('?')
+	for i := 0; i+1 < len(r.query); i += 2 {
+		u.WriteByte(sep)
+		u.WriteString(escapeQuery(r.query[i]))
+		u.WriteByte('=')
+		u.WriteString(escapeQuery(r.query[i+1]))
+		sep = '&'
+	}
+	if s.sasQuery != "" {
+		u.WriteByte(sep)
+		u.WriteString(s.sasQuery)
+	}
+	var body io.Reader
+	if r.body != nil {
+		body = bytes.NewReader(r.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, u.String(), body)
+	if err != nil {
+		return nil, fmt.Errorf("azure %s %s/%s: %w", r.op, s.container, r.blob, redactError(err))
+	}
+	req.Header.Set("User-Agent", "pgsidecar")
+	req.Header.Set("x-ms-version", serviceVersion)
+	req.Header.Set("x-ms-date", time.Now().UTC().Format(http.TimeFormat))
+	for k, v := range r.header {
+		req.Header.Set(k, v)
+	}
+	if s.sharedKey != nil {
+		signSharedKey(req, s.account, s.sharedKey)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("azure %s %s/%s: %w", r.op, s.container, r.blob, redactError(err))
+	}
+	return resp, nil
+}
+
+// redactError removes the SAS signature from the URL a *url.Error quotes.
+func redactError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		ue.URL = redactURL(ue.URL)
 	}
 	return err
+}
+
+// redactURL replaces the value of a sig query parameter with REDACTED.
+func redactURL(raw string) string {
+	base, query, ok := strings.Cut(raw, "?")
+	if !ok {
+		return raw
+	}
+	v, err := url.ParseQuery(query)
+	if err != nil {
+		return base + "?REDACTED"
+	}
+	if v.Has("sig") {
+		v.Set("sig", "REDACTED")
+	}
+	return base + "?" + v.Encode()
 }
 
 // Put implements storage.Store.
@@ -137,54 +353,222 @@ func (s *Store) upload(ctx context.Context, key string, r io.Reader, exclusive b
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	opts := &blockblob.UploadStreamOptions{BlockSize: s.blockSize, Concurrency: s.concurrency}
+	src := &chunker{ctx: ctx, r: r, what: s.container + "/" + name}
+	first := s.buffers.Get().(*[]byte) //nolint:forcetypeassert // the pool holds only these
+	n, last, err := src.next(*first)
+	if err != nil {
+		s.buffers.Put(first)
+		return err
+	}
+	if last {
+		err = s.putBlob(ctx, name, (*first)[:n], exclusive)
+		s.buffers.Put(first)
+	} else {
+		err = s.putBlocks(ctx, name, src, first, n, exclusive)
+	}
+	if err == nil {
+		return nil
+	}
+	var re *ResponseError
+	if exclusive && errors.As(err, &re) && s.lostRace(ctx, name, re) {
+		re.sentinel = storage.ErrExist
+	}
+	return err // names the container and blob
+}
+
+func (s *Store) putBlob(ctx context.Context, name string, data []byte, exclusive bool) error {
+	h := map[string]string{"x-ms-blob-type": "BlockBlob"}
 	if exclusive {
-		opts.AccessConditions = &blob.AccessConditions{
-			ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)},
+		h["If-None-Match"] = "*"
+	}
+	resp, err := s.do(ctx, &request{op: "put blob", method: http.MethodPut, blob: name, header: h, body: data})
+	if err != nil {
+		return err
+	}
+	drain(resp)
+	return nil
+}
+
+// putBlocks stages the source in blocks, at most s.concurrency of them
+// held and in flight at once, and commits them with one Put Block List.
+// first holds the first n bytes, already read.
+func (s *Store) putBlocks(parent context.Context, name string, src *chunker, first *[]byte, n int, exclusive bool) error {
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+
+	// Ids are a random tag of this Put and the block number, so that
+	// concurrent writers of one blob never stage over each other's blocks.
+	tag := rand.Uint64()
+	blockID := func(i int) string {
+		var id [12]byte
+		binary.BigEndian.PutUint64(id[:8], tag)
+		binary.BigEndian.PutUint32(id[8:], uint32(i)) //nolint:gosec // i < maxBlocks
+		return base64.StdEncoding.EncodeToString(id[:])
+	}
+
+	// A slot is taken before a buffer is, so that at most s.concurrency
+	// buffers are filled or in flight at once.
+	slots := make(chan struct{}, s.concurrency)
+	slots <- struct{}{}
+	var wg sync.WaitGroup
+	var ids []string
+	buf, last := first, false
+	var err error
+	for i := 0; ; i++ {
+		if i >= maxBlocks {
+			s.buffers.Put(buf)
+			<-slots
+			err = fmt.Errorf("object needs more than %d blocks of %d bytes (raise the storage-upload-chunk-size option): %w", maxBlocks, s.blockSize, storage.ErrInvalid)
+			break
+		}
+		id, block, size := blockID(i), buf, n
+		ids = append(ids, id)
+		wg.Go(func() {
+			defer func() {
+				s.buffers.Put(block)
+				<-slots
+			}()
+			resp, err := s.do(ctx, &request{
+				op: "put block", method: http.MethodPut, blob: name,
+				query: []string{"comp", "block", "blockid", id}, body: (*block)[:size],
+			})
+			if err != nil {
+				cancel(err)
+				return
+			}
+			drain(resp)
+		})
+		if last {
+			break
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break // the slot, if taken, is never released: nothing waits for it
+		}
+		buf = s.buffers.Get().(*[]byte) //nolint:forcetypeassert // the pool holds only these
+		n, last, err = src.next(*buf)
+		if err != nil {
+			s.buffers.Put(buf)
+			break
 		}
 	}
-	bc := s.client.NewBlockBlobClient(name)
-	_, err = bc.UploadStream(ctx, ctxReader{ctx: ctx, r: r}, opts)
-	switch {
-	case err == nil:
-		return nil
-	case exclusive && s.lostRace(ctx, bc.BlobClient(), err):
-		return fmt.Errorf("create %s: %w: %w", key, storage.ErrExist, err)
+	if err != nil {
+		cancel(err)
 	}
-	return fmt.Errorf("upload %s: %w", key, translate(err))
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		if parent.Err() != nil {
+			return fmt.Errorf("azure upload %s/%s: %w", s.container, name, err)
+		}
+		return err // a block's or the source's error, naming the blob
+	}
+
+	var list bytes.Buffer
+	list.WriteString(`<?xml version="1.0" encoding="utf-8"?><BlockList>`)
+	for _, id := range ids {
+		// Latest rather than Uncommitted: a retried commit whose first
+		// attempt succeeded finds the blocks committed.
+		list.WriteString("<Latest>")
+		list.WriteString(id) // base64: nothing to escape
+		list.WriteString("</Latest>")
+	}
+	list.WriteString("</BlockList>")
+	h := map[string]string{}
+	if exclusive {
+		h["If-None-Match"] = "*"
+	}
+	resp, err := s.do(ctx, &request{
+		op: "put block list", method: http.MethodPut, blob: name,
+		query: []string{"comp", "blocklist"}, header: h, body: list.Bytes(),
+	})
+	if err != nil {
+		return err
+	}
+	drain(resp)
+	return nil
 }
 
 // lostRace reports whether a conditional create failed because the blob
 // exists. Besides the 409/412 answers, a concurrent writer that committed
 // first discards this writer's staged blocks, so its commit fails with
 // InvalidBlockList while the blob now exists.
-func (s *Store) lostRace(ctx context.Context, bc *blob.Client, err error) bool {
-	var re *azcore.ResponseError
-	if !errors.As(err, &re) {
-		return false
-	}
+func (s *Store) lostRace(ctx context.Context, name string, re *ResponseError) bool {
 	switch {
-	case bloberror.HasCode(err, bloberror.BlobAlreadyExists, bloberror.ConditionNotMet),
-		re.StatusCode == http.StatusPreconditionFailed:
+	case re.Code == "BlobAlreadyExists", re.Code == "ConditionNotMet", re.StatusCode == http.StatusPreconditionFailed:
 		return true
-	case bloberror.HasCode(err, bloberror.InvalidBlockList):
-		_, perr := bc.GetProperties(ctx, nil)
+	case re.Code == "InvalidBlockList":
+		_, perr := s.head(ctx, name)
 		return perr == nil
 	}
 	return false
 }
 
-// ctxReader stops reading the caller's stream as soon as ctx is done.
-type ctxReader struct {
-	ctx context.Context //nolint:containedctx // lives for one Put call
-	r   io.Reader
+// chunker cuts a stream into blocks. After a full block it reads one byte
+// ahead, so that it knows whether that block was the last.
+type chunker struct {
+	ctx   context.Context //nolint:containedctx // lives for one Put call
+	r     io.Reader
+	what  string // container/blob, for errors
+	ahead [1]byte
+	has   bool
 }
 
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
+// next fills buf and reports the number of bytes and whether the stream
+// ended. Only the first block may be empty.
+func (c *chunker) next(buf []byte) (int, bool, error) {
+	n := 0
+	if c.has {
+		buf[0] = c.ahead[0]
+		n, c.has = 1, false
 	}
-	return c.r.Read(p)
+	for n < len(buf) {
+		if err := c.ctx.Err(); err != nil {
+			return 0, false, fmt.Errorf("azure upload %s: %w", c.what, err)
+		}
+		m, err := c.r.Read(buf[n:])
+		n += m
+		if errors.Is(err, io.EOF) {
+			return n, true, nil
+		}
+		if err != nil {
+			return 0, false, fmt.Errorf("azure upload %s: read source: %w", c.what, err)
+		}
+	}
+	for {
+		if err := c.ctx.Err(); err != nil {
+			return 0, false, fmt.Errorf("azure upload %s: %w", c.what, err)
+		}
+		m, err := c.r.Read(c.ahead[:])
+		if m > 0 {
+			c.has = true
+			return n, false, nil
+		}
+		if errors.Is(err, io.EOF) {
+			return n, true, nil
+		}
+		if err != nil {
+			return 0, false, fmt.Errorf("azure upload %s: read source: %w", c.what, err)
+		}
+	}
+}
+
+// drain reads what is left of a small answer and closes it, so that the
+// connection is reused.
+func drain(resp *http.Response) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+}
+
+// rangeHeader returns the x-ms-range value for the bytes from offset to
+// end (exclusive; -1 means the end of the blob).
+func rangeHeader(offset, end int64) string {
+	if end < 0 {
+		return "bytes=" + strconv.FormatInt(offset, 10) + "-"
+	}
+	return "bytes=" + strconv.FormatInt(offset, 10) + "-" + strconv.FormatInt(end-1, 10)
 }
 
 // Get implements storage.Store. A range starting at or past the end draws
@@ -203,45 +587,96 @@ func (s *Store) Get(ctx context.Context, key string, rng storage.Range) (io.Read
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	bc := s.client.NewBlobClient(name)
-	opts := &blob.DownloadStreamOptions{}
-	if !rng.IsZero() {
-		opts.Range = blob.HTTPRange{Offset: rng.Offset, Count: max(rng.Length, 0)}
+	end := int64(-1)
+	if rng.Length > 0 {
+		end = rng.Offset + rng.Length
 	}
-	resp, err := bc.DownloadStream(ctx, opts)
+	r := &request{op: "get", method: http.MethodGet, blob: name}
+	if !rng.IsZero() {
+		r.header = map[string]string{"x-ms-range": rangeHeader(rng.Offset, end)}
+	}
+	resp, err := s.do(ctx, r)
 	if err != nil {
-		var re *azcore.ResponseError
-		if !rng.IsZero() && (bloberror.HasCode(err, bloberror.InvalidRange) ||
-			errors.As(err, &re) && re.StatusCode == http.StatusRequestedRangeNotSatisfiable) {
-			if _, perr := bc.GetProperties(ctx, nil); perr != nil {
-				return nil, fmt.Errorf("get %s: %w", key, translate(perr))
+		var re *ResponseError
+		if !rng.IsZero() && errors.As(err, &re) && (re.StatusCode == http.StatusRequestedRangeNotSatisfiable || re.Code == "InvalidRange") {
+			if _, herr := s.head(ctx, name); herr != nil {
+				return nil, herr
 			}
 			return http.NoBody, nil
 		}
-		return nil, fmt.Errorf("get %s: %w", key, translate(err))
+		return nil, err
 	}
-	body := resp.NewRetryReader(ctx, &blob.RetryReaderOptions{EarlyCloseAsError: true})
-	return &blobReader{key: key, body: body}, nil
+	return &blobReader{ctx: ctx, s: s, name: name, body: resp.Body, etag: resp.Header.Get("ETag"), pos: rng.Offset, end: end}, nil
 }
 
-// blobReader adds the key and the storage sentinels to read errors.
+// maxResumes is the number of times a reader reopens a broken download.
+const maxResumes = 3
+
+// blobReader streams a blob, resuming a broken body.
 type blobReader struct {
-	key  string
-	body io.ReadCloser
+	ctx     context.Context //nolint:containedctx // lives as long as the reader
+	s       *Store
+	name    string
+	body    io.ReadCloser
+	etag    string
+	pos     int64 // offset of the next byte
+	end     int64 // exclusive end, or -1 for the end of the blob
+	resumes int
+	err     error // sticky failure
 }
 
 func (b *blobReader) Read(p []byte) (int, error) {
-	n, err := b.body.Read(p)
-	switch {
-	case err == nil:
-		return n, nil
-	case errors.Is(err, io.EOF):
-		return n, io.EOF
+	for {
+		if b.err != nil {
+			return 0, b.err
+		}
+		n, err := b.body.Read(p)
+		b.pos += int64(n)
+		if err == nil || errors.Is(err, io.EOF) {
+			if errors.Is(err, io.EOF) {
+				err = io.EOF
+			}
+			return n, err
+		}
+		readErr := fmt.Errorf("azure read %s/%s at %d: %w", b.s.container, b.name, b.pos, redactError(err))
+		if b.ctx.Err() != nil || b.resumes >= maxResumes || b.etag == "" || (b.end >= 0 && b.pos >= b.end) {
+			b.err = readErr
+		} else if rerr := b.resume(); rerr != nil {
+			b.err = errors.Join(readErr, rerr)
+		}
+		if n > 0 {
+			return n, nil
+		}
 	}
-	return n, fmt.Errorf("read %s: %w", b.key, translate(err))
+}
+
+// resume reopens the download at b.pos, on the same version of the blob.
+func (b *blobReader) resume() error {
+	b.resumes++
+	_ = b.body.Close()
+	b.body = http.NoBody
+	resp, err := b.s.do(b.ctx, &request{
+		op: "get", method: http.MethodGet, blob: b.name,
+		header: map[string]string{"x-ms-range": rangeHeader(b.pos, b.end), "If-Match": b.etag},
+	})
+	if err != nil {
+		return err
+	}
+	b.body = resp.Body
+	return nil
 }
 
 func (b *blobReader) Close() error { return b.body.Close() }
+
+// head returns the properties of a blob.
+func (s *Store) head(ctx context.Context, name string) (*http.Response, error) {
+	resp, err := s.do(ctx, &request{op: "stat", method: http.MethodHead, blob: name})
+	if err != nil {
+		return nil, err
+	}
+	_ = resp.Body.Close()
+	return resp, nil
+}
 
 // Stat implements storage.Store.
 func (s *Store) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
@@ -252,18 +687,40 @@ func (s *Store) Stat(ctx context.Context, key string) (storage.ObjectInfo, error
 	if err := ctx.Err(); err != nil {
 		return storage.ObjectInfo{}, err
 	}
-	props, err := s.client.NewBlobClient(name).GetProperties(ctx, nil)
+	resp, err := s.head(ctx, name)
 	if err != nil {
-		return storage.ObjectInfo{}, fmt.Errorf("stat %s: %w", key, translate(err))
+		return storage.ObjectInfo{}, err
 	}
-	info := storage.ObjectInfo{Key: key}
-	if props.ContentLength != nil {
-		info.Size = *props.ContentLength
+	info := storage.ObjectInfo{Key: key, Size: resp.ContentLength}
+	if cl := resp.Header.Get("Content-Length"); cl != "" {
+		if info.Size, err = strconv.ParseInt(cl, 10, 64); err != nil {
+			return storage.ObjectInfo{}, fmt.Errorf("azure stat %s/%s: bad Content-Length %q", s.container, name, cl)
+		}
 	}
-	if props.LastModified != nil {
-		info.ModTime = *props.LastModified
+	if info.Size < 0 {
+		return storage.ObjectInfo{}, fmt.Errorf("azure stat %s/%s: no Content-Length", s.container, name)
+	}
+	if lm := resp.Header.Get("Last-Modified"); lm != "" {
+		if info.ModTime, err = http.ParseTime(lm); err != nil {
+			return storage.ObjectInfo{}, fmt.Errorf("azure stat %s/%s: bad Last-Modified %q", s.container, name, lm)
+		}
 	}
 	return info, nil
+}
+
+// listPage is the part of a List Blobs answer the driver reads.
+type listPage struct {
+	Blobs []struct {
+		Name struct {
+			Encoded bool   `xml:"Encoded,attr"`
+			Value   string `xml:",chardata"`
+		} `xml:"Name"`
+		Properties struct {
+			LastModified  string `xml:"Last-Modified"`
+			ContentLength string `xml:"Content-Length"`
+		} `xml:"Properties"`
+	} `xml:"Blobs>Blob"`
+	NextMarker string `xml:"NextMarker"`
 }
 
 // List implements storage.Store with List Blobs (flat), whose names come
@@ -274,45 +731,58 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(storage.ObjectI
 	if err := storage.ValidatePrefix(prefix); err != nil {
 		return err
 	}
-	opts := &container.ListBlobsFlatOptions{}
-	if full := s.prefix + prefix; full != "" {
-		opts.Prefix = &full
-	}
-	pager := s.client.NewListBlobsFlatPager(opts)
-	for pager.More() {
+	full := s.prefix + prefix
+	marker := ""
+	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		page, err := pager.NextPage(ctx)
+		q := []string{"restype", "container", "comp", "list"}
+		if full != "" {
+			q = append(q, "prefix", full)
+		}
+		if marker != "" {
+			q = append(q, "marker", marker)
+		}
+		resp, err := s.do(ctx, &request{op: "list", method: http.MethodGet, query: q, blob: ""})
 		if err != nil {
-			return fmt.Errorf("list %q: %w", prefix, translate(err))
+			return err
 		}
-		if page.Segment == nil {
-			continue
+		var page listPage
+		err = xml.NewDecoder(resp.Body).Decode(&page)
+		_ = resp.Body.Close()
+		if err != nil {
+			return fmt.Errorf("azure list %s prefix %q: read answer: %w", s.container, full, err)
 		}
-		for _, item := range page.Segment.BlobItems {
-			if item == nil || item.Name == nil {
-				continue
+		for _, item := range page.Blobs {
+			name := item.Name.Value
+			if item.Name.Encoded {
+				if name, err = url.PathUnescape(name); err != nil {
+					continue
+				}
 			}
-			key, ok := strings.CutPrefix(*item.Name, s.prefix)
+			key, ok := strings.CutPrefix(name, s.prefix)
 			if !ok || !strings.HasPrefix(key, prefix) || storage.ValidateKey(key) != nil {
 				continue
 			}
 			info := storage.ObjectInfo{Key: key}
-			if p := item.Properties; p != nil {
-				if p.ContentLength != nil {
-					info.Size = *p.ContentLength
-				}
-				if p.LastModified != nil {
-					info.ModTime = *p.LastModified
+			if info.Size, err = strconv.ParseInt(item.Properties.ContentLength, 10, 64); err != nil {
+				return fmt.Errorf("azure list %s: blob %s: bad Content-Length %q", s.container, name, item.Properties.ContentLength)
+			}
+			if lm := item.Properties.LastModified; lm != "" {
+				if info.ModTime, err = http.ParseTime(lm); err != nil {
+					return fmt.Errorf("azure list %s: blob %s: bad Last-Modified %q", s.container, name, lm)
 				}
 			}
 			if err := fn(info); err != nil {
 				return err
 			}
 		}
+		if page.NextMarker == "" {
+			return nil
+		}
+		marker = page.NextMarker
 	}
-	return nil
 }
 
 // Delete implements storage.Store. A blob that has snapshots is not
@@ -325,50 +795,47 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	_, err = s.client.NewBlobClient(name).Delete(ctx, nil)
-	var re *azcore.ResponseError
-	switch {
-	case err == nil, bloberror.HasCode(err, bloberror.BlobNotFound):
-		return nil
-	case errors.As(err, &re) && re.StatusCode == http.StatusNotFound && re.ErrorCode == "":
+	resp, err := s.do(ctx, &request{op: "delete", method: http.MethodDelete, blob: name})
+	if err == nil {
+		drain(resp)
 		return nil
 	}
-	return fmt.Errorf("delete %s: %w", key, translate(err))
+	var re *ResponseError
+	if errors.As(err, &re) && re.StatusCode == http.StatusNotFound && (re.Code == "BlobNotFound" || re.Code == "") {
+		return nil
+	}
+	return err
+}
+
+// CreateContainer creates the store's container (Create Container), for
+// tests and set-up tools: pgBackRest expects it to exist. A container that
+// exists already is an error matching storage.ErrExist.
+func (s *Store) CreateContainer(ctx context.Context) error {
+	resp, err := s.do(ctx, &request{op: "create container", method: http.MethodPut, query: []string{"restype", "container"}, body: []byte{}})
+	if err != nil {
+		var re *ResponseError
+		if errors.As(err, &re) && re.Code == "ContainerAlreadyExists" {
+			re.sentinel = storage.ErrExist
+		}
+		return err
+	}
+	drain(resp)
+	return nil
+}
+
+// DeleteContainer deletes the store's container and every blob in it
+// (Delete Container), for tests and tools.
+func (s *Store) DeleteContainer(ctx context.Context) error {
+	resp, err := s.do(ctx, &request{op: "delete container", method: http.MethodDelete, query: []string{"restype", "container"}})
+	if err != nil {
+		return err
+	}
+	drain(resp)
+	return nil
 }
 
 // Close implements storage.Store; it closes idle connections.
 func (s *Store) Close() error {
 	s.transport.CloseIdleConnections()
 	return nil
-}
-
-// redactingTransport sends requests with client and removes the SAS
-// signature from the URL that a transport error quotes.
-type redactingTransport struct{ client *http.Client }
-
-func (t redactingTransport) Do(req *http.Request) (*http.Response, error) {
-	resp, err := t.client.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			ue.URL = redactURL(ue.URL)
-		}
-	}
-	return resp, err
-}
-
-// redactURL replaces the value of a sig query parameter with REDACTED.
-func redactURL(raw string) string {
-	base, query, ok := strings.Cut(raw, "?")
-	if !ok {
-		return raw
-	}
-	v, err := url.ParseQuery(query)
-	if err != nil {
-		return base + "?REDACTED"
-	}
-	if v.Has("sig") {
-		v.Set("sig", "REDACTED")
-	}
-	return base + "?" + v.Encode()
 }

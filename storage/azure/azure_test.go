@@ -9,15 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 
 	"github.com/pgsidecar/pgsidecar/storage"
 	"github.com/pgsidecar/pgsidecar/storage/azure"
@@ -58,32 +56,25 @@ func (svc service) config(containerName, prefix string) azure.Config {
 }
 
 // newContainer creates a fresh container, deleted when the test ends, and
-// returns its name and a client with full rights on it. An unreachable
+// returns its name and a store on its root with no retries. An unreachable
 // service ends the test through storagetest.Unavailable.
-func (svc service) newContainer(t *testing.T) (string, *container.Client) {
+func (svc service) newContainer(t *testing.T) (string, *azure.Store) {
 	t.Helper()
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	name := "pgsidecar-" + hex.EncodeToString(b[:])
-	cred, err := container.NewSharedKeyCredential(svc.account, svc.key)
-	if err != nil {
-		t.Fatalf("shared key for %s: %v", svc.account, err)
-	}
-	// No retries, so that a stopped service is reported at once.
-	c, err := container.NewClientWithSharedKeyCredential(svc.endpoint+"/"+name, cred,
-		&container.ClientOptions{ClientOptions: azcore.ClientOptions{Retry: policy.RetryOptions{MaxRetries: -1}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Create(t.Context(), nil); err != nil {
-		var re *azcore.ResponseError
+	cfg := svc.config(name, "")
+	cfg.MaxRetries = -1 // so that a stopped service is reported at once
+	c := newStore(t, cfg)
+	if err := c.CreateContainer(t.Context()); err != nil {
+		var re *azure.ResponseError
 		if errors.As(err, &re) {
 			t.Fatalf("create container %s at %s: %v", name, svc.endpoint, err)
 		}
 		storagetest.Unavailable(t, "azure", err)
 	}
 	t.Cleanup(func() {
-		if _, err := c.Delete(context.WithoutCancel(t.Context()), nil); err != nil {
+		if err := c.DeleteContainer(context.WithoutCancel(t.Context())); err != nil {
 			t.Errorf("delete container %s: %v", name, err)
 		}
 	})
@@ -109,18 +100,11 @@ func TestConformance(t *testing.T) {
 	}, storagetest.Options{})
 }
 
-func rawNames(t *testing.T, c *container.Client) []string {
+func rawNames(t *testing.T, c *azure.Store) []string {
 	t.Helper()
-	var names []string
-	pager := c.NewListBlobsFlatPager(nil)
-	for pager.More() {
-		page, err := pager.NextPage(t.Context())
-		if err != nil {
-			t.Fatalf("list container: %v", err)
-		}
-		for _, item := range page.Segment.BlobItems {
-			names = append(names, *item.Name)
-		}
+	names, err := azure.RawNames(t.Context(), c)
+	if err != nil {
+		t.Fatalf("list container: %v", err)
 	}
 	return names
 }
@@ -182,7 +166,7 @@ func TestBlockBoundaries(t *testing.T) {
 	svc := azurite()
 	name, _ := svc.newContainer(t)
 	cfg := svc.config(name, "blocks")
-	cfg.BlockSize = 1 << 20 // the SDK's smallest block
+	cfg.BlockSize = 1 << 20
 	cfg.Concurrency = 2
 	s := newStore(t, cfg)
 	for _, size := range []int{cfg.Concurrency*int(cfg.BlockSize) - 1, int(cfg.BlockSize), int(cfg.BlockSize) + 1, 3*int(cfg.BlockSize) + 7} {
@@ -224,23 +208,13 @@ func TestPutIfAbsentRaceMultiBlock(t *testing.T) {
 	storagetest.RacePutIfAbsent(t, s, "race/big", 4, func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i)}, 3<<20+i) })
 }
 
-func containerSAS(t *testing.T, svc service, name string, perms sas.ContainerPermissions) string {
+func containerSAS(t *testing.T, svc service, name, perms string) string {
 	t.Helper()
-	cred, err := container.NewSharedKeyCredential(svc.account, svc.key)
+	token, err := azure.ContainerSAS(svc.account, svc.key, name, perms, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	qp, err := sas.BlobSignatureValues{
-		Protocol:      sas.ProtocolHTTPSandHTTP,
-		StartTime:     time.Now().Add(-time.Hour).UTC(),
-		ExpiryTime:    time.Now().Add(time.Hour).UTC(),
-		Permissions:   perms.String(),
-		ContainerName: name,
-	}.SignWithSharedKey(cred)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return qp.Encode()
+	return token
 }
 
 func TestSAS(t *testing.T) {
@@ -249,7 +223,7 @@ func TestSAS(t *testing.T) {
 	name, _ := svc.newContainer(t)
 	cfg := svc.config(name, "repo")
 	cfg.KeyType = azure.KeyTypeSAS
-	cfg.Key = containerSAS(t, svc, name, sas.ContainerPermissions{Read: true, Add: true, Create: true, Write: true, Delete: true, List: true})
+	cfg.Key = containerSAS(t, svc, name, "racwdl")
 	s := newStore(t, cfg)
 	ctx := t.Context()
 
@@ -280,7 +254,7 @@ func TestSAS(t *testing.T) {
 
 	// A read-only token may not write.
 	ro := cfg
-	ro.Key = "?" + containerSAS(t, svc, name, sas.ContainerPermissions{Read: true, List: true})
+	ro.Key = "?" + containerSAS(t, svc, name, "rl")
 	rs := newStore(t, ro)
 	err = rs.Put(ctx, "c", strings.NewReader("x"))
 	if !errors.Is(err, storage.ErrPermission) {
@@ -301,8 +275,12 @@ func TestWrongKeyIsErrPermission(t *testing.T) {
 	if _, err := s.Stat(t.Context(), "x"); !errors.Is(err, storage.ErrPermission) {
 		t.Errorf("Stat with a wrong key = %v, want ErrPermission", err)
 	}
-	if err := s.Put(t.Context(), "x", strings.NewReader("x")); !errors.Is(err, storage.ErrPermission) {
+	err := s.Put(t.Context(), "x", strings.NewReader("x"))
+	if !errors.Is(err, storage.ErrPermission) {
 		t.Errorf("Put with a wrong key = %v, want ErrPermission", err)
+	}
+	if err != nil && (strings.Contains(err.Error(), cfg.Key) || strings.Contains(err.Error(), svc.key)) {
+		t.Errorf("error quotes a key: %v", err)
 	}
 	if err := s.List(t.Context(), "", func(storage.ObjectInfo) error { return nil }); !errors.Is(err, storage.ErrPermission) {
 		t.Errorf("List with a wrong key = %v, want ErrPermission", err)
@@ -314,8 +292,14 @@ func TestMissingContainerIsErrNotExist(t *testing.T) {
 	svc := azurite()
 	svc.newContainer(t) // only to skip or fail when the service is down
 	s := newStore(t, svc.config("pgsidecar-no-such-container", ""))
-	if _, err := s.Stat(t.Context(), "x"); !errors.Is(err, storage.ErrNotExist) {
+	_, err := s.Stat(t.Context(), "x")
+	if !errors.Is(err, storage.ErrNotExist) {
 		t.Errorf("Stat in a missing container = %v, want ErrNotExist", err)
+	}
+	var re *azure.ResponseError
+	if !errors.As(err, &re) || re.StatusCode != 404 || re.Code != "ContainerNotFound" ||
+		!strings.Contains(err.Error(), "pgsidecar-no-such-container/x") || !strings.Contains(err.Error(), "404 ContainerNotFound") {
+		t.Errorf("Stat error %v does not name the container, blob, status and x-ms-error-code", err)
 	}
 	if _, err := s.Get(t.Context(), "x", storage.Range{}); !errors.Is(err, storage.ErrNotExist) {
 		t.Errorf("Get in a missing container = %v, want ErrNotExist", err)
@@ -372,5 +356,161 @@ func TestRangeOfEmptyObject(t *testing.T) {
 	}
 	if _, err := s.Get(t.Context(), "missing", storage.Range{Offset: 3}); !errors.Is(err, storage.ErrNotExist) {
 		t.Fatalf("ranged Get of a missing key = %v, want ErrNotExist", err)
+	}
+}
+
+// faultProxy is a TCP proxy in front of the service that breaks real
+// connections: it can refuse the next connections outright, or cut one
+// response after a number of bytes.
+type faultProxy struct {
+	ln       net.Listener
+	target   string
+	drop     atomic.Int32 // connections still to close at once
+	cutAfter atomic.Int64 // > 0: cut the next response stream after this many bytes
+	cuts     atomic.Int32
+}
+
+func newFaultProxy(t *testing.T, endpoint string) (*faultProxy, string) {
+	t.Helper()
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &faultProxy{ln: ln, target: u.Host}
+	t.Cleanup(func() { _ = ln.Close() })
+	go p.serve()
+	u.Host = ln.Addr().String()
+	return p, u.String()
+}
+
+func (p *faultProxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		if p.drop.Add(-1) >= 0 {
+			_ = c.Close()
+			continue
+		}
+		go p.forward(c)
+	}
+}
+
+func (p *faultProxy) forward(c net.Conn) {
+	defer c.Close()
+	up, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	go func() { _, _ = io.Copy(up, c) }()
+	if limit := p.cutAfter.Swap(0); limit > 0 {
+		_, _ = io.CopyN(c, up, limit)
+		p.cuts.Add(1)
+		return
+	}
+	_, _ = io.Copy(c, up)
+}
+
+// TestGetResumesBrokenDownload cuts a download mid-body: the reader
+// resumes on a new connection and returns the exact bytes, and refuses to
+// mix versions when the blob changed in between.
+func TestGetResumesBrokenDownload(t *testing.T) {
+	t.Parallel()
+	svc := azurite()
+	name, direct := svc.newContainer(t)
+	data := make([]byte, 1<<20)
+	_, _ = rand.Read(data)
+	if err := direct.Put(t.Context(), "blob", bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	proxy, endpoint := newFaultProxy(t, svc.endpoint)
+	cfg := svc.config(name, "")
+	cfg.Endpoint = endpoint
+
+	// A new store each time, so that each download opens a new connection,
+	// the one the proxy cuts.
+	for _, rng := range []storage.Range{{}, {Offset: 1000, Length: 600000}, {Offset: 5}} {
+		proxy.cutAfter.Store(300 << 10)
+		rc, err := newStore(t, cfg).Get(t.Context(), "blob", rng)
+		if err != nil {
+			t.Fatalf("Get(%+v): %v", rng, err)
+		}
+		got, err := io.ReadAll(rc)
+		_ = rc.Close()
+		if err != nil {
+			t.Fatalf("read %+v across a cut connection: %v", rng, err)
+		}
+		want := data[rng.Offset:]
+		if rng.Length > 0 {
+			want = want[:rng.Length]
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("read %+v: %d bytes that differ from the %d stored", rng, len(got), len(want))
+		}
+	}
+	if n := proxy.cuts.Load(); n != 3 {
+		t.Fatalf("proxy cut %d downloads, want 3: the test did not break anything", n)
+	}
+
+	// The blob changes while the download is broken: no mixed content.
+	proxy.cutAfter.Store(300 << 10)
+	rc, err := newStore(t, cfg).Get(t.Context(), "blob", storage.Range{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if err := direct.Put(t.Context(), "blob", bytes.NewReader(bytes.Repeat([]byte{'n'}, len(data)))); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	if err == nil {
+		t.Fatalf("read across a cut connection of a blob replaced meanwhile returned %d bytes and no error", len(got))
+	}
+	if !bytes.Equal(got, data[:len(got)]) {
+		t.Fatal("read mixed the bytes of two versions")
+	}
+	if !strings.Contains(err.Error(), "ConditionNotMet") {
+		t.Errorf("error %v does not show the failed If-Match", err)
+	}
+}
+
+// TestConnectionFailures checks that a refused connection is retried when
+// retries are on, and that without retries the error is transient to the
+// retry decorator (storage.Permanent is false).
+func TestConnectionFailures(t *testing.T) {
+	t.Parallel()
+	svc := azurite()
+	name, _ := svc.newContainer(t)
+	proxy, endpoint := newFaultProxy(t, svc.endpoint)
+	cfg := svc.config(name, "")
+	cfg.Endpoint = endpoint
+
+	proxy.drop.Store(2)
+	s := newStore(t, cfg) // default: 3 retries
+	if err := s.Put(t.Context(), "x", strings.NewReader("content")); err != nil {
+		t.Fatalf("Put through two dropped connections: %v", err)
+	}
+	if d := proxy.drop.Load(); d >= 0 {
+		t.Fatalf("proxy dropped only %d of 2 connections", 2-d)
+	}
+
+	cfg.MaxRetries = -1
+	one := newStore(t, cfg)
+	proxy.drop.Store(1)
+	_, err := one.Stat(t.Context(), "x")
+	if err == nil {
+		t.Fatal("Stat through a dropped connection without retries succeeded")
+	}
+	if storage.Permanent(err) {
+		t.Fatalf("connection failure %v is permanent to the retry decorator", err)
+	}
+	if !strings.Contains(err.Error(), name+"/x") {
+		t.Errorf("error %v does not name the container and blob", err)
 	}
 }

@@ -28,8 +28,7 @@ const (
 )
 
 // Block size limits: pgBackRest's lower bound for
-// repoN-storage-upload-chunk-size and the service's largest block. The SDK
-// raises sizes below 1 MiB to 1 MiB.
+// repoN-storage-upload-chunk-size and the service's largest block.
 const (
 	minBlockSize = 64 << 10
 	maxBlockSize = 4000 << 20
@@ -94,9 +93,11 @@ type Config struct {
 	// Concurrency is the number of block buffers per Put, and so the number
 	// of blocks uploaded at once (0 means DefaultConcurrency).
 	Concurrency int
-	// MaxRetries is the number of times the SDK retries one failed request
-	// (a timeout, a connection error or a 408/429/5xx response); 0 means the
-	// SDK's default of 3 and a negative value disables retries.
+	// MaxRetries is the number of times the driver resends one failed
+	// request (a connection error or a 408, 429, 500, 502, 503 or 504
+	// answer) after a jittered backoff from 200ms doubling to 5s; 0 means 3
+	// and a negative value disables retries. The storage/retry decorator
+	// retries whole operations on top of this.
 	MaxRetries int
 }
 

@@ -15,9 +15,6 @@ import (
 	"strings"
 	"testing"
 
-	gstorage "cloud.google.com/go/storage"
-	"google.golang.org/api/googleapi"
-
 	"github.com/pgsidecar/pgsidecar/storage"
 	"github.com/pgsidecar/pgsidecar/storage/gcs"
 )
@@ -51,6 +48,22 @@ func writeServiceKey(t *testing.T, dir string) string {
 	return p
 }
 
+// readKey returns the private_key of the key file at path.
+func readKey(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k struct {
+		PrivateKey string `json:"private_key"`
+	}
+	if err := json.Unmarshal(b, &k); err != nil {
+		t.Fatal(err)
+	}
+	return k.PrivateKey
+}
+
 func TestNewValidation(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -65,6 +78,18 @@ func TestNewValidation(t *testing.T) {
 	notJSON := write("not.json", "this is not json")
 	userCreds := write("user.json", `{"type":"authorized_user","client_id":"a","client_secret":"b","refresh_token":"c"}`)
 	notPEM := write("ca.txt", "no certificates here")
+	const secretPEM = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END PRIVATE KEY-----\n"
+	keyFile := func(name string, fields map[string]string) string {
+		b, err := json.Marshal(fields)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return write(name, string(b))
+	}
+	httpTokenURI := keyFile("http-token-uri.json", map[string]string{"type": "service_account", "client_email": "a@b",
+		"private_key": readKey(t, serviceKey), "token_uri": "http://oauth2.example.net/token"})
+	badPEM := keyFile("bad-pem.json", map[string]string{"type": "service_account", "client_email": "a@b", "private_key": secretPEM})
+	noEmail := keyFile("no-email.json", map[string]string{"type": "service_account", "private_key": readKey(t, serviceKey)})
 	emptyDir := filepath.Join(dir, "empty")
 	if err := os.Mkdir(emptyDir, 0o700); err != nil {
 		t.Fatal(err)
@@ -98,6 +123,13 @@ func TestNewValidation(t *testing.T) {
 			"repo1-gcs-key: service key file", []error{fs.ErrNotExist}, nil},
 		{"ServiceKeyNotJSON", with(func(c *gcs.Config) { c.KeyType = gcs.KeyTypeService; c.Key = notJSON }), "repo1-gcs-key: service key file", nil, nil},
 		{"ServiceKeyWrongType", with(func(c *gcs.Config) { c.KeyType = gcs.KeyTypeService; c.Key = userCreds }), "repo1-gcs-key: service key file", nil, nil},
+		{"ServiceKeyHTTPTokenURI", with(func(c *gcs.Config) { c.KeyType = gcs.KeyTypeService; c.Key = httpTokenURI }),
+			"is not an https URL", []error{storage.ErrInvalid}, []string{"PRIVATE KEY"}},
+		{"ServiceKeyBadPEM", with(func(c *gcs.Config) { c.KeyType = gcs.KeyTypeService; c.Key = badPEM }),
+			"private_key", []error{storage.ErrInvalid}, []string{"c2VjcmV0"}},
+		{"ServiceKeyNoEmail", with(func(c *gcs.Config) { c.KeyType = gcs.KeyTypeService; c.Key = noEmail }),
+			"lacks client_email", []error{storage.ErrInvalid}, []string{"PRIVATE KEY"}},
+		{"ValidTokenWithBearer", with(func(c *gcs.Config) { c.Key = "Bearer " + secretToken }), "", nil, nil},
 		{"TokenWithoutKey", with(func(c *gcs.Config) { c.Key = "" }), "repo1-gcs-key is required", []error{storage.ErrInvalid}, nil},
 		{"AutoWithKey", with(func(c *gcs.Config) { c.KeyType = gcs.KeyTypeAuto }), "repo1-gcs-key is not valid", []error{storage.ErrInvalid}, []string{secretToken}},
 		{"NoneWithKey", with(func(c *gcs.Config) { c.KeyType = gcs.KeyTypeNone }), "repo1-gcs-key is not valid", []error{storage.ErrInvalid}, []string{secretToken}},
@@ -145,10 +177,11 @@ func TestNewValidation(t *testing.T) {
 	}
 }
 
-// TestAutoCredentials uses application default credentials from
-// GOOGLE_APPLICATION_CREDENTIALS; it cannot run in parallel with t.Setenv.
-func TestAutoCredentials(t *testing.T) {
-	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", writeServiceKey(t, t.TempDir()))
+// TestAutoNeedsNoEnvironment checks that key type auto is accepted without
+// any credentials file: its token comes from the metadata server on first
+// use (auth_test.go and TestTLSAndAuthentication exercise it).
+func TestAutoNeedsNoEnvironment(t *testing.T) {
+	t.Parallel()
 	s, err := gcs.New(t.Context(), gcs.Config{Bucket: "pgsidecar-repo", KeyType: gcs.KeyTypeAuto, VerifyTLS: true})
 	if err != nil {
 		t.Fatalf("New with auto credentials: %v", err)
@@ -186,22 +219,18 @@ func TestTranslate(t *testing.T) {
 		err  error
 		want error // nil: no sentinel
 	}{
-		{"ObjectNotExist", fmt.Errorf("read: %w", gstorage.ErrObjectNotExist), storage.ErrNotExist},
-		{"BucketNotExist", gstorage.ErrBucketNotExist, storage.ErrNotExist},
-		{"404", &googleapi.Error{Code: http.StatusNotFound}, storage.ErrNotExist},
-		{"401", &googleapi.Error{Code: http.StatusUnauthorized}, storage.ErrPermission},
-		{"403", fmt.Errorf("wrapped: %w", &googleapi.Error{Code: http.StatusForbidden}), storage.ErrPermission},
-		{"412", &googleapi.Error{Code: http.StatusPreconditionFailed}, storage.ErrExist},
-		{"503", &googleapi.Error{Code: http.StatusServiceUnavailable}, nil},
+		{"404", gcs.APIError("o", http.StatusNotFound, false), storage.ErrNotExist},
+		{"404Session", gcs.APIError("o", http.StatusNotFound, true), nil},
+		{"401", gcs.APIError("o", http.StatusUnauthorized, false), storage.ErrPermission},
+		{"403", fmt.Errorf("wrapped: %w", gcs.APIError("o", http.StatusForbidden, false)), storage.ErrPermission},
+		{"403Session", gcs.APIError("o", http.StatusForbidden, true), storage.ErrPermission},
+		{"412", gcs.APIError("o", http.StatusPreconditionFailed, false), storage.ErrExist},
+		{"503", gcs.APIError("o", http.StatusServiceUnavailable, false), nil},
 		{"Other", errors.New("connection reset"), nil},
 	} {
 		got := gcs.Translate(tc.err)
 		if !errors.Is(got, tc.err) {
 			t.Errorf("%s: Translate dropped the original error: %v", tc.name, got)
-		}
-		var gerr *googleapi.Error
-		if errors.As(tc.err, &gerr) && !errors.As(got, &gerr) {
-			t.Errorf("%s: googleapi.Error no longer reachable with errors.As", tc.name)
 		}
 		for _, s := range []error{storage.ErrNotExist, storage.ErrExist, storage.ErrPermission, storage.ErrInvalid} {
 			if errors.Is(got, s) != (s == tc.want) {
@@ -211,5 +240,12 @@ func TestTranslate(t *testing.T) {
 	}
 	if gcs.Translate(nil) != nil {
 		t.Error("Translate(nil) != nil")
+	}
+	// The message names the bucket, the object and the HTTP status.
+	msg := gcs.APIError("var/lib/pgbackrest/archive.info", http.StatusServiceUnavailable, false).Error()
+	for _, want := range []string{`bucket "bucket"`, `object "var/lib/pgbackrest/archive.info"`, "503", "Service Unavailable"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not contain %q", msg, want)
+		}
 	}
 }

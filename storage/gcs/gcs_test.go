@@ -23,61 +23,31 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	gstorage "cloud.google.com/go/storage"
-	"google.golang.org/api/iterator"
-	"google.golang.org/api/option"
-
 	"github.com/pgsidecar/pgsidecar/storage"
 	"github.com/pgsidecar/pgsidecar/storage/gcs"
+	"github.com/pgsidecar/pgsidecar/storage/gcs/gcstest"
 	"github.com/pgsidecar/pgsidecar/storage/storagetest"
 )
 
-// testProject is the project buckets are created in; fake-gcs-server
-// accepts any.
-const testProject = "pgsidecar-test"
+// testProject is the project of the test service's buckets.
+const testProject = gcstest.Project
 
 // repoPath is the prefix the conformance stores use, pgBackRest's default
 // repo1-path without its leading slash.
 const repoPath = "var/lib/pgbackrest"
 
-func endpoint() string {
-	return storagetest.Env("PGSIDECAR_TEST_GCS_ENDPOINT", "http://127.0.0.1:4443/storage/v1/")
-}
+func endpoint() string { return gcstest.Endpoint() }
 
-// emulator returns an SDK client for the test service, ending the test
-// through storagetest.Unavailable when the service does not answer.
-func emulator(t *testing.T) *gstorage.Client {
-	t.Helper()
-	ep := endpoint()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(ep, "/")+"/b?project="+testProject, nil)
-	if err != nil {
-		t.Fatalf("bad PGSIDECAR_TEST_GCS_ENDPOINT %q: %v", ep, err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err == nil {
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("GET %s: status %s", req.URL, resp.Status)
-		}
-	}
-	if err != nil {
-		storagetest.Unavailable(t, "gcs", err)
-	}
-	c, err := gstorage.NewClient(t.Context(), option.WithoutAuthentication(), option.WithEndpoint(ep))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
+// emulator returns the test service, ending the test through
+// storagetest.Unavailable when the service does not answer.
+func emulator(t *testing.T) gcstest.Service { return gcstest.Require(t) }
 
 func randomHex(n int) string {
 	b := make([]byte, n)
@@ -87,58 +57,21 @@ func randomHex(n int) string {
 
 // newBucket creates an empty bucket that is emptied and removed when the
 // test ends.
-func newBucket(t *testing.T, c *gstorage.Client) string {
+func newBucket(t *testing.T, c gcstest.Service) string {
 	t.Helper()
-	name := "pgsidecar-test-" + randomHex(8)
-	if err := c.Bucket(name).Create(t.Context(), testProject, nil); err != nil {
-		t.Fatalf("create bucket %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		b := c.Bucket(name)
-		it := b.Objects(ctx, nil)
-		for {
-			attrs, err := it.Next()
-			if err != nil {
-				break
-			}
-			_ = b.Object(attrs.Name).Delete(ctx)
-		}
-		if err := b.Delete(ctx); err != nil {
-			t.Logf("delete bucket %s: %v", name, err)
-		}
-	})
-	return name
+	return c.NewBucket(t, "pgsidecar-test-")
 }
 
-// writeObject stores data under name straight through the SDK.
-func writeObject(t *testing.T, c *gstorage.Client, bucket, name string, data []byte) {
+// writeObject stores data under name straight through the JSON API.
+func writeObject(t *testing.T, c gcstest.Service, bucket, name string, data []byte) {
 	t.Helper()
-	w := c.Bucket(bucket).Object(name).NewWriter(t.Context())
-	if _, err := w.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatalf("write %s: %v", name, err)
-	}
+	c.WriteObject(t, bucket, name, data)
 }
 
-// objectNames lists every object of the bucket straight through the SDK.
-func objectNames(t *testing.T, c *gstorage.Client, bucket string) []string {
+// objectNames lists every object of the bucket straight through the JSON API.
+func objectNames(t *testing.T, c gcstest.Service, bucket string) []string {
 	t.Helper()
-	var names []string
-	it := c.Bucket(bucket).Objects(t.Context(), nil)
-	for {
-		attrs, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			return names
-		}
-		if err != nil {
-			t.Fatalf("list bucket %s: %v", bucket, err)
-		}
-		names = append(names, attrs.Name)
-	}
+	return c.ObjectNames(t, bucket)
 }
 
 func emulatorConfig(bucket, prefix string) gcs.Config {
@@ -251,10 +184,11 @@ func TestFolderPlaceholdersSkipped(t *testing.T) {
 func TestMissingBucket(t *testing.T) {
 	t.Parallel()
 	emulator(t)
-	s := newStore(t, emulatorConfig("pgsidecar-test-missing-"+randomHex(4), ""))
+	bucket := "pgsidecar-test-missing-" + randomHex(4)
+	s := newStore(t, emulatorConfig(bucket, ""))
 	err := s.List(t.Context(), "", func(storage.ObjectInfo) error { return nil })
-	if !errors.Is(err, storage.ErrNotExist) || !errors.Is(err, gstorage.ErrBucketNotExist) {
-		t.Fatalf("List in a missing bucket = %v, want ErrNotExist with the SDK's ErrBucketNotExist", err)
+	if !errors.Is(err, storage.ErrNotExist) || !strings.Contains(err.Error(), bucket) || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("List in a missing bucket = %v, want ErrNotExist naming the bucket and the status", err)
 	}
 	if err := s.Put(t.Context(), "k", strings.NewReader("x")); !errors.Is(err, storage.ErrNotExist) {
 		t.Fatalf("Put in a missing bucket = %v, want ErrNotExist", err)
@@ -378,6 +312,8 @@ type tlsFront struct {
 	auth     []string // Authorization of each storage request
 	tokenErr []string // problems with token requests
 	tokens   int
+
+	sessionRequests int // requests to resumable upload sessions
 }
 
 const saToken = "token-from-service-account"
@@ -395,13 +331,6 @@ func newTLSFront(t *testing.T) *tlsFront {
 			r.SetURL(target)
 			r.Out.Header.Del("Authorization")
 		},
-		ModifyResponse: func(resp *http.Response) error {
-			// Keep resumable upload sessions going through the proxy.
-			if loc := resp.Header.Get("Location"); loc != "" {
-				resp.Header.Set("Location", strings.Replace(loc, target.Scheme+"://"+target.Host, f.srv.URL, 1))
-			}
-			return nil
-		},
 	}
 	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/token" {
@@ -410,6 +339,9 @@ func newTLSFront(t *testing.T) *tlsFront {
 		}
 		f.mu.Lock()
 		f.auth = append(f.auth, r.Header.Get("Authorization"))
+		if r.URL.Query().Has("upload_id") {
+			f.sessionRequests++
+		}
 		f.mu.Unlock()
 		proxy.ServeHTTP(w, r)
 	}))
@@ -475,9 +407,13 @@ func (f *tlsFront) serveToken(w http.ResponseWriter, r *http.Request) {
 	var claims struct {
 		Scope string `json:"scope"`
 		Iss   string `json:"iss"`
+		Aud   string `json:"aud"`
+		Exp   int64  `json:"exp"`
+		Iat   int64  `json:"iat"`
 	}
 	if err := json.Unmarshal(payload, &claims); err != nil || claims.Iss != "backup@pgsidecar-test.iam.gserviceaccount.com" ||
-		!strings.Contains(claims.Scope, gstorage.ScopeFullControl) {
+		claims.Scope != "https://www.googleapis.com/auth/devstorage.read_write" || claims.Aud != f.srv.URL+"/token" ||
+		claims.Exp-claims.Iat != 3600 || time.Since(time.Unix(claims.Iat, 0)).Abs() > time.Minute {
 		problem("claims %s: %v", payload, err)
 		return
 	}
@@ -560,6 +496,25 @@ func roundTrip(ctx context.Context, s storage.Store) error {
 	return nil
 }
 
+const metadataToken = "token-from-metadata-server"
+
+// newMetadataServer serves the token of the GCE/GKE metadata server to
+// requests that carry Metadata-Flavor: Google, and returns its token URL.
+func newMetadataServer(t *testing.T) string {
+	t.Helper()
+	const path = "/computeMetadata/v1/instance/service-accounts/default/token"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != path || r.Method != http.MethodGet || r.Header.Get("Metadata-Flavor") != "Google" {
+			http.Error(w, "not a metadata token request", http.StatusForbidden)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprintf(w, `{"access_token":%q,"expires_in":3599,"token_type":"Bearer"}`, metadataToken)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + path
+}
+
 func TestTLSAndAuthentication(t *testing.T) {
 	t.Parallel()
 	c := emulator(t)
@@ -582,6 +537,9 @@ func TestTLSAndAuthentication(t *testing.T) {
 		{"NoneWithoutVerification", func(f *tlsFront, _ *testing.T) gcs.Config {
 			return gcs.Config{Endpoint: f.host(), KeyType: gcs.KeyTypeNone, VerifyTLS: false}
 		}, "", false},
+		{"AutoFromMetadataServer", func(f *tlsFront, _ *testing.T) gcs.Config {
+			return gcs.Config{Endpoint: f.host(), KeyType: gcs.KeyTypeAuto, VerifyTLS: true, CAFile: f.caFile}
+		}, "Bearer " + metadataToken, false},
 		{"UnknownAuthorityRejected", func(f *tlsFront, _ *testing.T) gcs.Config {
 			return gcs.Config{Endpoint: f.host(), KeyType: gcs.KeyTypeToken, Key: token, VerifyTLS: true}
 		}, "", true},
@@ -592,7 +550,18 @@ func TestTLSAndAuthentication(t *testing.T) {
 			cfg := tc.cfg(f, t)
 			cfg.Bucket = newBucket(t, c)
 			cfg.Prefix = "repo"
-			s := newStore(t, cfg)
+			// The big object of the round trip then goes up in three chunks.
+			cfg.ChunkSize = 256 << 10
+			var s *gcs.Store
+			if cfg.KeyType == gcs.KeyTypeAuto {
+				var err error
+				if s, err = gcs.NewWithMetadataServer(t.Context(), cfg, newMetadataServer(t)); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = s.Close() })
+			} else {
+				s = newStore(t, cfg)
+			}
 			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 			defer cancel()
 			err := roundTrip(ctx, s)
@@ -627,6 +596,200 @@ func TestTLSAndAuthentication(t *testing.T) {
 			if tc.wantAuth == "Bearer "+saToken && f.tokens == 0 {
 				t.Fatal("the service-account key was never exchanged for a token")
 			}
+			if f.sessionRequests < 3 {
+				t.Fatalf("%d requests to upload sessions went through the front, want the 3 chunks", f.sessionRequests)
+			}
 		})
+	}
+}
+
+// faultTransport fails the requests that match, before they reach the
+// service: with a network error, or with status when it is not 0.
+type faultTransport struct {
+	base   http.RoundTripper
+	match  func(req *http.Request, n int) bool // n counts the requests, from 1
+	status int
+
+	mu        sync.Mutex
+	seen      int      // requests the match function was asked about
+	failed    int      // requests failed
+	sessionID []string // upload ids seen
+}
+
+var errInjected = errors.New("injected network failure")
+
+func (f *faultTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	f.mu.Lock()
+	if id := req.URL.Query().Get("upload_id"); id != "" && !slices.Contains(f.sessionID, id) {
+		f.sessionID = append(f.sessionID, id)
+	}
+	f.seen++
+	fail := f.match(req, f.seen)
+	if fail {
+		f.failed++
+	}
+	f.mu.Unlock()
+	if !fail {
+		return f.base.RoundTrip(req)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+		_ = req.Body.Close()
+	}
+	if f.status == 0 {
+		return nil, errInjected
+	}
+	return &http.Response{
+		StatusCode: f.status, Status: http.StatusText(f.status), Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:  http.Header{"Content-Type": {"application/json"}},
+		Body:    io.NopCloser(strings.NewReader(`{"error":{"code":503,"message":"injected","errors":[{"reason":"backendError"}]}}`)),
+		Request: req,
+	}, nil
+}
+
+// isChunk reports whether req sends bytes to an upload session; final
+// selects the last chunk (whose Content-Range names the total).
+func isChunk(req *http.Request, final bool) bool {
+	cr := req.Header.Get("Content-Range")
+	return req.Method == http.MethodPut && req.URL.Query().Has("upload_id") && cr != "" &&
+		!strings.HasPrefix(cr, "bytes */") && strings.HasSuffix(cr, "/*") != final
+}
+
+// TestUploadRetries checks that upload requests that fail on the way are
+// sent again, so that a Put of a stream the caller cannot replay still
+// succeeds with the right content, and that a lasting failure leaves no
+// object.
+func TestUploadRetries(t *testing.T) {
+	t.Parallel()
+	c := emulator(t)
+	small := []byte("a small object")
+	big := make([]byte, 700<<10) // three chunks of 256 KiB
+	_, _ = rand.Read(big)
+	for _, tc := range []struct {
+		name    string
+		data    []byte
+		status  int
+		match   func(req *http.Request, n int) bool
+		wantErr bool
+	}{
+		{"SingleRequestDroppedOnce", small, 0, func(r *http.Request, n int) bool {
+			return n == 1 && r.URL.Query().Get("uploadType") == "multipart"
+		}, false},
+		{"SingleRequest503Once", small, http.StatusServiceUnavailable, func(r *http.Request, n int) bool {
+			return n == 1 && r.URL.Query().Get("uploadType") == "multipart"
+		}, false},
+		{"SessionStartDroppedOnce", big, 0, func(r *http.Request, n int) bool {
+			return n == 1 && r.Method == http.MethodPost && r.URL.Query().Get("uploadType") == "resumable"
+		}, false},
+		// Requests: 1 starts the session, 2 and 3 send the first chunks.
+		{"MiddleChunkDroppedOnce", big, 0, func(r *http.Request, n int) bool {
+			return isChunk(r, false) && strings.HasPrefix(r.Header.Get("Content-Range"), fmt.Sprintf("bytes %d-", 256<<10)) && n == 3
+		}, false},
+		{"FinalChunk503Twice", big, http.StatusServiceUnavailable, func(r *http.Request, n int) bool {
+			return isChunk(r, true) && n <= 5
+		}, false},
+		{"MiddleChunkAlwaysDropped", big, 0, func(r *http.Request, _ int) bool { return isChunk(r, false) }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := emulatorConfig(newBucket(t, c), "repo")
+			cfg.ChunkSize = 256 << 10
+			ft := &faultTransport{match: tc.match, status: tc.status}
+			s, err := gcs.NewWithTransport(t.Context(), cfg, func(rt http.RoundTripper) http.RoundTripper {
+				ft.base = rt
+				return ft
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			// A stream the caller cannot replay.
+			err = s.Put(ctx, "obj", io.MultiReader(bytes.NewReader(tc.data)))
+			ft.mu.Lock()
+			failed, ids := ft.failed, slices.Clone(ft.sessionID)
+			ft.mu.Unlock()
+			if failed == 0 {
+				t.Fatal("no request failed; the test did not exercise a retry")
+			}
+			if tc.wantErr {
+				if err == nil {
+					t.Fatal("Put succeeded although every middle chunk failed")
+				}
+				if storage.Permanent(err) || !errors.Is(err, errInjected) {
+					t.Errorf("Put error %v: want the transient network failure, no sentinel", err)
+				}
+				for _, id := range ids {
+					if strings.Contains(err.Error(), id) {
+						t.Errorf("Put error %q reveals the upload session id", err)
+					}
+				}
+				if failed != 4 {
+					t.Errorf("%d attempts at the failing chunk, want 4", failed)
+				}
+				if _, err := s.Stat(t.Context(), "obj"); !errors.Is(err, storage.ErrNotExist) {
+					t.Fatalf("Stat after a failed Put = %v, want ErrNotExist", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Put with %d failed requests: %v", failed, err)
+			}
+			got, err := storage.ReadAll(t.Context(), s, "obj")
+			if err != nil || !bytes.Equal(got, tc.data) {
+				t.Fatalf("object holds %d bytes (%v) that differ from the %d written", len(got), err, len(tc.data))
+			}
+		})
+	}
+}
+
+// TestStatusMapping checks the sentinels and messages of failed answers
+// end to end, with the failures injected below the driver.
+func TestStatusMapping(t *testing.T) {
+	t.Parallel()
+	c := emulator(t)
+	bucket := newBucket(t, c)
+	for _, tc := range []struct {
+		status int
+		want   error // nil: no sentinel
+	}{
+		{http.StatusUnauthorized, storage.ErrPermission},
+		{http.StatusForbidden, storage.ErrPermission},
+		{http.StatusInternalServerError, nil},
+	} {
+		ft := &faultTransport{status: tc.status, match: func(*http.Request, int) bool { return true }}
+		s, err := gcs.NewWithTransport(t.Context(), emulatorConfig(bucket, "repo"), func(rt http.RoundTripper) http.RoundTripper {
+			ft.base = rt
+			return ft
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		ctx := t.Context()
+		_, statErr := s.Stat(ctx, "archive.info")
+		_, getErr := s.Get(ctx, "archive.info", storage.Range{})
+		for op, err := range map[string]error{
+			"Stat":   statErr,
+			"Get":    getErr,
+			"Delete": s.Delete(ctx, "archive.info"),
+			"List":   s.List(ctx, "", func(storage.ObjectInfo) error { return nil }),
+		} {
+			if err == nil {
+				t.Errorf("%d: %s succeeded", tc.status, op)
+				continue
+			}
+			for _, sentinel := range []error{storage.ErrNotExist, storage.ErrExist, storage.ErrPermission, storage.ErrInvalid} {
+				if errors.Is(err, sentinel) != (sentinel == tc.want) {
+					t.Errorf("%d: %s error %q: errors.Is(%v) = %v", tc.status, op, err, sentinel, sentinel != tc.want)
+				}
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, strconv.Itoa(tc.status)) || !strings.Contains(msg, bucket) ||
+				(op != "List" && !strings.Contains(msg, `object "repo/archive.info"`)) {
+				t.Errorf("%d: %s error %q does not name the status, bucket and object", tc.status, op, msg)
+			}
+		}
 	}
 }

@@ -15,12 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	awscreds "github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
-	awssts "github.com/aws/aws-sdk-go-v2/service/sts"
-
 	"github.com/pgsidecar/pgsidecar/storage"
 )
 
@@ -76,9 +70,11 @@ type Config struct {
 	URIStyle string
 
 	// KeyType is repoN-s3-key-type: "shared" (the default: Key, KeySecret and
-	// Token), "auto" (the SDK's default chain: environment, shared config
-	// files, ECS or EC2 instance metadata) or "web-id" (AssumeRoleWithWebIdentity
-	// with WebIdentityRoleARN and WebIdentityTokenFile).
+	// Token), "auto" (the temporary credentials of the EC2 instance's IAM
+	// role, from the instance metadata service, IMDSv2 when available) or
+	// "web-id" (AssumeRoleWithWebIdentity at the regional STS endpoint with
+	// WebIdentityRoleARN and WebIdentityTokenFile). Temporary credentials
+	// are cached and renewed 5 minutes before they expire.
 	KeyType string
 	// Key, KeySecret and Token are repoN-s3-key, repoN-s3-key-secret and
 	// repoN-s3-token (optional). They are secrets: never logged or printed.
@@ -88,6 +84,15 @@ type Config struct {
 	// caller fills them from AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE, as
 	// pgBackRest does; this package never reads the environment for them.
 	WebIdentityRoleARN, WebIdentityTokenFile string
+	// Role is repoN-s3-role: the instance's IAM role for KeyType "auto"; ""
+	// asks the instance metadata service for it.
+	Role string
+	// MetadataEndpoint is the URL of the instance metadata service for
+	// KeyType "auto"; "" means DefaultMetadataEndpoint.
+	MetadataEndpoint string
+	// STSEndpoint is the URL of the STS service for KeyType "web-id"; ""
+	// means the regional endpoint, https://sts.<Region>.amazonaws.com.
+	STSEndpoint string
 
 	// Host is repoN-storage-host: when set, connections go to this host
 	// (host or host:port) instead of the endpoint, and its TLS certificate is
@@ -150,10 +155,14 @@ type options struct {
 	Config
 	prefix      string // without leading or trailing slashes
 	pathStyle   bool
-	baseURL     string // scheme://host[:port] the SDK builds request URLs from
+	baseURL     string // scheme://host[:port] request URLs are built from
 	dialAddr    string // host:port connections go to instead, or ""
 	tlsName     string // name the certificate is verified against when dialAddr is set
 	insecureTLS bool
+
+	metadataEndpoint string           // instance metadata service (KeyType auto)
+	stsEndpoint      string           // STS (KeyType web-id)
+	now              func() time.Time // the clock credentials expire by
 }
 
 // opt returns the pgBackRest name of option name for this repository.
@@ -276,6 +285,24 @@ func validate(cfg Config) (*options, error) {
 		bad("s3 upload concurrency %d must be positive", cfg.Concurrency)
 	}
 
+	o.metadataEndpoint = cfg.MetadataEndpoint
+	if o.metadataEndpoint == "" {
+		o.metadataEndpoint = DefaultMetadataEndpoint
+	}
+	o.stsEndpoint = cfg.STSEndpoint
+	if o.stsEndpoint == "" && cfg.Region != "" {
+		o.stsEndpoint = stsEndpointFor(cfg.Region)
+	}
+	for _, ep := range []struct{ name, url string }{{"metadata endpoint", o.metadataEndpoint}, {"STS endpoint", o.stsEndpoint}} {
+		if ep.url == "" {
+			continue
+		}
+		if u, err := url.Parse(ep.url); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("s3 %s %q is not an http(s) URL", ep.name, ep.url)
+		}
+	}
+	o.now = time.Now
+
 	o.insecureTLS = !cfg.VerifyTLS
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("s3 repository configuration: %w", errors.Join(problems...))
@@ -361,6 +388,8 @@ func newTransport(o *options) (*http.Transport, error) {
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConns:          100,
 		MaxIdleConnsPerHost:   max(16, 2*o.Concurrency),
+		// Objects are stored as they are: no transparent gzip.
+		DisableCompression: true,
 	}
 	if o.dialAddr != "" {
 		addr := o.dialAddr
@@ -421,27 +450,4 @@ func tlsConfig(o *options) (*tls.Config, error) {
 	}
 	tc.RootCAs = pool
 	return tc, nil
-}
-
-// credentialsProvider returns the provider for o.KeyType. Providers that
-// talk to AWS themselves (instance metadata, STS) use their own default
-// HTTP client, not the store's, which may be redirected to a storage host.
-func credentialsProvider(ctx context.Context, o *options) (aws.CredentialsProvider, error) {
-	switch o.KeyType {
-	case KeyTypeAuto:
-		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(o.Region))
-		if err != nil {
-			return nil, fmt.Errorf("load default AWS credential chain for %s=%s: %w", o.opt("s3-key-type"), KeyTypeAuto, err)
-		}
-		if awsCfg.Credentials == nil {
-			return nil, fmt.Errorf("no AWS credential source found for %s=%s: %w", o.opt("s3-key-type"), KeyTypeAuto, storage.ErrInvalid)
-		}
-		return awsCfg.Credentials, nil
-	case KeyTypeWebID:
-		stsClient := awssts.New(awssts.Options{Region: o.Region})
-		return aws.NewCredentialsCache(stscreds.NewWebIdentityRoleProvider(
-			stsClient, o.WebIdentityRoleARN, stscreds.IdentityTokenFile(o.WebIdentityTokenFile))), nil
-	default:
-		return aws.NewCredentialsCache(awscreds.NewStaticCredentialsProvider(o.Key, o.KeySecret, o.Token)), nil
-	}
 }

@@ -23,13 +23,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
-	awstypes "github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
-
 	"github.com/pgsidecar/pgsidecar/storage"
 	"github.com/pgsidecar/pgsidecar/storage/storagetest"
 )
@@ -92,8 +85,7 @@ func testBucket(t *testing.T) (Config, *Store) {
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() { _ = admin.Close() })
-	_, err = admin.client.CreateBucket(t.Context(), &awss3.CreateBucketInput{Bucket: aws.String(cfg.Bucket)})
-	if err != nil {
+	if err := admin.CreateBucket(t.Context()); err != nil {
 		if code, status := errorCode(err); code == "" && status == 0 {
 			storagetest.Unavailable(t, "s3", err)
 		}
@@ -106,27 +98,22 @@ func testBucket(t *testing.T) (Config, *Store) {
 func removeBucket(t *testing.T, admin *Store) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	uploads, err := admin.client.ListMultipartUploads(ctx, &awss3.ListMultipartUploadsInput{Bucket: aws.String(admin.bucket)})
-	if err == nil {
-		for _, u := range uploads.Uploads {
-			_, _ = admin.client.AbortMultipartUpload(ctx, &awss3.AbortMultipartUploadInput{Bucket: aws.String(admin.bucket), Key: u.Key, UploadId: u.UploadId})
+	uploads, err := admin.Uploads(ctx, "")
+	if err != nil {
+		t.Errorf("cleanup: list uploads of bucket %s: %v", admin.bucket, err)
+	}
+	for _, u := range uploads {
+		if err := admin.AbortUpload(ctx, u); err != nil {
+			t.Errorf("cleanup: %v", err)
 		}
 	}
-	p := awss3.NewListObjectsV2Paginator(admin.client, &awss3.ListObjectsV2Input{Bucket: aws.String(admin.bucket)})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			t.Errorf("cleanup: list bucket %s: %v", admin.bucket, err)
-			return
-		}
-		for _, o := range page.Contents {
-			if _, err := admin.client.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String(admin.bucket), Key: o.Key}); err != nil {
-				t.Errorf("cleanup: delete %s: %v", aws.ToString(o.Key), err)
-			}
-		}
+	err = admin.List(ctx, "", func(oi storage.ObjectInfo) error { return admin.Delete(ctx, oi.Key) })
+	if err != nil {
+		t.Errorf("cleanup: empty bucket %s: %v", admin.bucket, err)
+		return
 	}
-	if _, err := admin.client.DeleteBucket(ctx, &awss3.DeleteBucketInput{Bucket: aws.String(admin.bucket)}); err != nil {
-		t.Errorf("cleanup: delete bucket %s: %v", admin.bucket, err)
+	if err := admin.DeleteBucket(ctx); err != nil {
+		t.Errorf("cleanup: %v", err)
 	}
 }
 
@@ -146,15 +133,13 @@ func prefixStore(t *testing.T, cfg Config) *Store {
 // unfinishedUploads lists the multipart uploads in progress under prefix.
 func unfinishedUploads(t *testing.T, admin *Store, prefix string) []string {
 	t.Helper()
-	out, err := admin.client.ListMultipartUploads(t.Context(), &awss3.ListMultipartUploadsInput{
-		Bucket: aws.String(admin.bucket), Prefix: aws.String(prefix),
-	})
+	uploads, err := admin.Uploads(t.Context(), prefix)
 	if err != nil {
-		t.Fatalf("ListMultipartUploads: %v", err)
+		t.Fatalf("list multipart uploads: %v", err)
 	}
 	var keys []string
-	for _, u := range out.Uploads {
-		keys = append(keys, aws.ToString(u.Key))
+	for _, u := range uploads {
+		keys = append(keys, u.Key)
 	}
 	return keys
 }
@@ -453,9 +438,9 @@ func TestServiceErrors(t *testing.T) {
 	if !errors.Is(err, storage.ErrNotExist) || !strings.Contains(err.Error(), missing.Bucket) {
 		t.Errorf("Get from a missing bucket = %v, want ErrNotExist naming the bucket", err)
 	}
-	var apiErr smithy.APIError
-	if !errors.As(err, &apiErr) || apiErr.ErrorCode() != "NoSuchBucket" {
-		t.Errorf("Get from a missing bucket lost the SDK error: %v", err)
+	var respErr *ResponseError
+	if !errors.As(err, &respErr) || respErr.Code != "NoSuchBucket" || respErr.StatusCode != http.StatusNotFound {
+		t.Errorf("Get from a missing bucket lost the service's error: %v", err)
 	}
 	if err := s.Put(ctx, "x", strings.NewReader("x")); !errors.Is(err, storage.ErrNotExist) || !strings.Contains(err.Error(), missing.Bucket) {
 		t.Errorf("Put to a missing bucket = %v, want ErrNotExist naming the bucket", err)
@@ -485,9 +470,11 @@ func TestServiceErrors(t *testing.T) {
 
 	good := prefixStore(t, cfg)
 	_, err = good.Get(ctx, "no/such", storage.Range{Offset: 5})
-	var nsk *awstypes.NoSuchKey
-	if !errors.Is(err, storage.ErrNotExist) || !errors.As(err, &nsk) {
+	if !errors.Is(err, storage.ErrNotExist) || !errors.As(err, &respErr) || respErr.Code != "NoSuchKey" {
 		t.Errorf("ranged Get of a missing key = %v, want ErrNotExist with NoSuchKey", err)
+	}
+	if msg := fmt.Sprint(err); !strings.Contains(msg, "s3://"+cfg.Bucket+"/"+good.prefix+"no/such") || !strings.Contains(msg, "HTTP 404 NoSuchKey") {
+		t.Errorf("error %q does not name the object, the status and the S3 error code", msg)
 	}
 }
 
@@ -602,9 +589,9 @@ func TestWebIdentityConfig(t *testing.T) {
 	_ = s.Close()
 }
 
-// TestEndpointResolution checks where requests go, through the SDK's own
-// URL construction (a presigned GET, no network): host or path style, an
-// explicit port or scheme, and the storage host override.
+// TestEndpointResolution checks where requests go, through the URLs the
+// requests are built from (no network): host or path style, an explicit
+// port or scheme, and the storage host override.
 func TestEndpointResolution(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -650,14 +637,7 @@ func TestEndpointResolution(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			req, err := awss3.NewPresignClient(s.client).PresignGetObject(t.Context(), &awss3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(k)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			u, err := url.Parse(req.URL)
-			if err != nil {
-				t.Fatal(err)
-			}
+			u := s.objectURL(k)
 			if got := u.Scheme + "://" + u.Host + u.Path; got != tc.wantURL {
 				t.Errorf("request URL %s, want %s", got, tc.wantURL)
 			}
@@ -685,44 +665,39 @@ func TestConfigStringRedactsSecrets(t *testing.T) {
 	}
 }
 
-// sdkError builds the chain the SDK returns for a service error answer.
-func sdkError(status int, apiErr error) error {
-	return &smithy.OperationError{
-		ServiceID:     "S3",
-		OperationName: "GetObject",
-		Err: &awshttp.ResponseError{
-			ResponseError: &smithyhttp.ResponseError{
-				Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status}},
-				Err:      apiErr,
-			},
-			RequestID: "req-1",
-		},
-	}
+// serviceError is the error the driver returns for a service answer.
+func serviceError(status int, code string) error {
+	return &ResponseError{StatusCode: status, Code: code, Message: "message", RequestID: "req-1"}
 }
 
 func TestErrorTranslation(t *testing.T) {
 	t.Parallel()
-	s := &Store{bucket: "the-bucket"}
+	s := &Store{bucket: "the-bucket", prefix: "repo/"}
+	netErr := &net.OpError{Op: "dial", Err: errors.New("connection refused")}
 	for _, tc := range []struct {
 		name       string
 		err        error
 		want       error // nil: no sentinel
 		nameBucket bool
+		inChain    error // what errors.Is must still find
+		status     string
 	}{
-		{"NoSuchKey", sdkError(404, &awstypes.NoSuchKey{}), storage.ErrNotExist, false},
-		{"HeadNotFound", sdkError(404, &awstypes.NotFound{}), storage.ErrNotExist, false},
-		{"Bare404", sdkError(404, &smithy.GenericAPIError{Code: "SomethingElse"}), storage.ErrNotExist, false},
-		{"NoSuchBucket", sdkError(404, &awstypes.NoSuchBucket{}), storage.ErrNotExist, true},
-		{"NoSuchUploadIsNotNotExist", sdkError(404, &awstypes.NoSuchUpload{}), nil, false},
-		{"AccessDenied", sdkError(403, &smithy.GenericAPIError{Code: "AccessDenied"}), storage.ErrPermission, false},
-		{"SignatureDoesNotMatch", sdkError(403, &smithy.GenericAPIError{Code: "SignatureDoesNotMatch"}), storage.ErrPermission, false},
-		{"PreconditionFailed", sdkError(412, &smithy.GenericAPIError{Code: "PreconditionFailed"}), storage.ErrExist, false},
-		{"KeyTooLong", sdkError(400, &smithy.GenericAPIError{Code: "KeyTooLongError"}), storage.ErrInvalid, false},
-		{"Conflict", sdkError(409, &smithy.GenericAPIError{Code: "ConditionalRequestConflict"}), nil, false},
-		{"InternalError", sdkError(500, &smithy.GenericAPIError{Code: "InternalError"}), nil, false},
-		{"SlowDown", sdkError(503, &smithy.GenericAPIError{Code: "SlowDown"}), nil, false},
-		{"Network", &smithy.OperationError{ServiceID: "S3", OperationName: "GetObject", Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}}, nil, false},
-		{"Cancelled", &smithy.OperationError{ServiceID: "S3", OperationName: "GetObject", Err: context.Canceled}, nil, false},
+		{"NoSuchKey", serviceError(404, "NoSuchKey"), storage.ErrNotExist, false, nil, "HTTP 404 NoSuchKey"},
+		{"HeadNotFound", &ResponseError{StatusCode: 404}, storage.ErrNotExist, false, nil, "HTTP 404 Not Found"},
+		{"Bare404", serviceError(404, "SomethingElse"), storage.ErrNotExist, false, nil, "HTTP 404 SomethingElse"},
+		{"NoSuchBucket", serviceError(404, "NoSuchBucket"), storage.ErrNotExist, true, nil, "HTTP 404 NoSuchBucket"},
+		{"NoSuchUploadIsNotNotExist", serviceError(404, "NoSuchUpload"), nil, false, nil, "HTTP 404 NoSuchUpload"},
+		{"AccessDenied", serviceError(403, "AccessDenied"), storage.ErrPermission, false, nil, "HTTP 403 AccessDenied"},
+		{"SignatureDoesNotMatch", serviceError(403, "SignatureDoesNotMatch"), storage.ErrPermission, false, nil, "HTTP 403 SignatureDoesNotMatch"},
+		{"HeadForbidden", &ResponseError{StatusCode: 403}, storage.ErrPermission, false, nil, "HTTP 403 Forbidden"},
+		{"PreconditionFailed", serviceError(412, "PreconditionFailed"), storage.ErrExist, false, nil, "HTTP 412 PreconditionFailed"},
+		{"KeyTooLong", serviceError(400, "KeyTooLongError"), storage.ErrInvalid, false, nil, "HTTP 400 KeyTooLongError"},
+		{"Conflict", serviceError(409, "ConditionalRequestConflict"), nil, false, nil, "HTTP 409 ConditionalRequestConflict"},
+		{"InternalError", serviceError(500, "InternalError"), nil, false, nil, "HTTP 500 InternalError"},
+		{"SlowDown", serviceError(503, "SlowDown"), nil, false, nil, "HTTP 503 SlowDown"},
+		{"ExpiredToken", serviceError(400, "ExpiredToken"), nil, false, nil, "HTTP 400 ExpiredToken"},
+		{"Network", &url.Error{Op: "Get", URL: "https://x/the-bucket/repo/a/b", Err: netErr}, nil, false, netErr, "connection refused"},
+		{"Cancelled", &url.Error{Op: "Get", URL: "https://x/the-bucket/repo/a/b", Err: context.Canceled}, nil, false, context.Canceled, "context canceled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -732,18 +707,32 @@ func TestErrorTranslation(t *testing.T) {
 					t.Errorf("errors.Is(%v, %v) = %v", err, sentinel, got)
 				}
 			}
-			if !errors.Is(err, tc.err) {
-				t.Errorf("translated error %v lost the SDK error", err)
+			inChain := tc.inChain
+			if inChain == nil {
+				inChain = tc.err
 			}
-			if got := strings.Contains(err.Error(), `"the-bucket"`); got != tc.nameBucket {
-				t.Errorf("error %q names the bucket: %v, want %v", err, got, tc.nameBucket)
+			if !errors.Is(err, inChain) {
+				t.Errorf("translated error %v lost the original error", err)
 			}
-			if !strings.Contains(err.Error(), "get a/b") {
-				t.Errorf("error %q does not name the operation and key", err)
+			if got := strings.Contains(err.Error(), `bucket "the-bucket"`); got != tc.nameBucket {
+				t.Errorf("error %q says the bucket is missing: %v, want %v", err, got, tc.nameBucket)
+			}
+			if !strings.Contains(err.Error(), "get s3://the-bucket/repo/a/b: ") {
+				t.Errorf("error %q does not name the operation, bucket and key", err)
+			}
+			if !strings.Contains(err.Error(), tc.status) {
+				t.Errorf("error %q does not contain %q", err, tc.status)
+			}
+			if strings.Count(err.Error(), "the-bucket/repo/a/b") != 1 {
+				t.Errorf("error %q names the object more than once", err)
+			}
+			// What the retry decorator retries: everything without a sentinel.
+			if got := storage.Permanent(err); got != (tc.want != nil || tc.inChain == context.Canceled) {
+				t.Errorf("storage.Permanent(%v) = %v", err, got)
 			}
 		})
 	}
-	if !isConflict(sdkError(409, &smithy.GenericAPIError{Code: "ConditionalRequestConflict"})) || isConflict(sdkError(412, &smithy.GenericAPIError{Code: "PreconditionFailed"})) {
+	if !isConflict(serviceError(409, "ConditionalRequestConflict")) || isConflict(serviceError(412, "PreconditionFailed")) {
 		t.Error("isConflict misclassifies 409/412")
 	}
 }

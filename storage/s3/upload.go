@@ -3,16 +3,15 @@ package s3
 import (
 	"bytes"
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
-	awstypes "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pgsidecar/pgsidecar/storage"
@@ -94,21 +93,18 @@ func (s *Store) put(ctx context.Context, key string, r io.Reader, ifAbsent bool)
 
 // putObject stores data with one PutObject.
 func (s *Store) putObject(ctx context.Context, key, k string, data []byte, ifAbsent bool) error {
+	h := s.sseHeader()
+	if ifAbsent {
+		h.Set("If-None-Match", "*")
+	}
 	for attempt := 1; ; attempt++ {
-		in := &awss3.PutObjectInput{
-			Bucket:        aws.String(s.bucket),
-			Key:           aws.String(k),
-			Body:          bytes.NewReader(data),
-			ContentLength: aws.Int64(int64(len(data))),
-		}
-		if s.kmsKeyID != "" {
-			in.ServerSideEncryption = awstypes.ServerSideEncryptionAwsKms
-			in.SSEKMSKeyId = aws.String(s.kmsKeyID)
-		}
-		if ifAbsent {
-			in.IfNoneMatch = aws.String("*")
-		}
-		_, err := s.client.PutObject(ctx, in)
+		err := withRetries(ctx, func() error {
+			resp, err := s.do(ctx, request{method: http.MethodPut, key: k, header: h, body: data})
+			if err == nil {
+				discard(resp)
+			}
+			return err
+		})
 		if err == nil {
 			return nil
 		}
@@ -122,21 +118,47 @@ func (s *Store) putObject(ctx context.Context, key, k string, data []byte, ifAbs
 	}
 }
 
+// sseHeader returns the headers that ask for SSE-KMS under
+// repoN-s3-kms-key-id, or an empty header.
+func (s *Store) sseHeader() http.Header {
+	h := http.Header{}
+	if s.kmsKeyID != "" {
+		h.Set("X-Amz-Server-Side-Encryption", "aws:kms")
+		h.Set("X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id", s.kmsKeyID)
+	}
+	return h
+}
+
+// completedPart is one part of a CompleteMultipartUpload request.
+type completedPart struct {
+	PartNumber int    `xml:"PartNumber"`
+	ETag       string `xml:"ETag"`
+}
+
+// completeUpload is the body of a CompleteMultipartUpload request.
+type completeUpload struct {
+	XMLName xml.Name         `xml:"CompleteMultipartUpload"`
+	Parts   []*completedPart `xml:"Part"`
+}
+
 // putMultipart uploads first (a full part) and the rest of r as a
 // multipart upload. At most s.concurrency part buffers exist at once: the
 // reader waits for a finished part's buffer before reading the next part.
 func (s *Store) putMultipart(ctx context.Context, key, k string, first *[]byte, rest io.Reader, ifAbsent bool) (err error) {
-	create := &awss3.CreateMultipartUploadInput{Bucket: aws.String(s.bucket), Key: aws.String(k)}
-	if s.kmsKeyID != "" {
-		create.ServerSideEncryption = awstypes.ServerSideEncryptionAwsKms
-		create.SSEKMSKeyId = aws.String(s.kmsKeyID)
+	var created struct {
+		UploadID string `xml:"UploadId"`
 	}
-	out, err := s.client.CreateMultipartUpload(ctx, create)
+	err = withRetries(ctx, func() error {
+		return s.getXML(ctx, request{method: http.MethodPost, key: k, query: map[string]string{"uploads": ""}, header: s.sseHeader()}, &created)
+	})
+	if err == nil && created.UploadID == "" {
+		err = errors.New("CreateMultipartUpload answered no upload id")
+	}
 	if err != nil {
 		s.putBuffer(first)
 		return s.translate("start multipart upload of", key, err)
 	}
-	uploadID := out.UploadId
+	uploadID := created.UploadID
 	defer func() {
 		if err != nil {
 			if aerr := s.abort(ctx, k, uploadID); aerr != nil {
@@ -169,33 +191,40 @@ func (s *Store) putMultipart(ctx context.Context, key, k string, first *[]byte, 
 	}
 
 	var (
-		parts   []*awstypes.CompletedPart
+		parts   []*completedPart
+		total   int64 // bytes in all parts
 		readErr error
 		buf     = first
 		n       = len(*first)
 		eof     = false
 	)
-	for num := int32(1); ; num++ {
+	for num := 1; ; num++ {
 		if num > MaxParts {
 			readErr = fmt.Errorf("object is larger than %d parts of %d bytes (raise repo-storage-upload-chunk-size): %w", MaxParts, s.partSize, storage.ErrInvalid)
 			break
 		}
-		part := &awstypes.CompletedPart{PartNumber: aws.Int32(num)}
+		part := &completedPart{PartNumber: num}
 		parts = append(parts, part)
 		b, size := buf, n
+		total += int64(n)
 		g.Go(func() error {
-			out, err := s.client.UploadPart(gctx, &awss3.UploadPartInput{
-				Bucket:        aws.String(s.bucket),
-				Key:           aws.String(k),
-				UploadId:      uploadID,
-				PartNumber:    part.PartNumber,
-				Body:          bytes.NewReader((*b)[:size]),
-				ContentLength: aws.Int64(int64(size)),
+			err := withRetries(gctx, func() error {
+				resp, err := s.do(gctx, request{
+					method: http.MethodPut, key: k, body: (*b)[:size],
+					query: map[string]string{"partNumber": strconv.Itoa(part.PartNumber), "uploadId": uploadID},
+				})
+				if err != nil {
+					return err
+				}
+				discard(resp)
+				if part.ETag = resp.Header.Get("ETag"); part.ETag == "" {
+					return errors.New("the answer has no ETag")
+				}
+				return nil
 			})
 			if err != nil {
-				return s.translate(fmt.Sprintf("upload part %d of", *part.PartNumber), key, err)
+				return s.translate(fmt.Sprintf("upload part %d of", part.PartNumber), key, err)
 			}
-			part.ETag = out.ETag
 			free <- b // never blocks: at most s.concurrency buffers exist
 			return nil
 		})
@@ -227,21 +256,32 @@ func (s *Store) putMultipart(ctx context.Context, key, k string, first *[]byte, 
 		return werr
 	}
 
-	completed := make([]awstypes.CompletedPart, len(parts))
-	for i, p := range parts {
-		completed[i] = *p
+	body, err := xml.Marshal(completeUpload{Parts: parts})
+	if err != nil {
+		return fmt.Errorf("complete multipart upload of %s: %w", key, err)
 	}
-	in := &awss3.CompleteMultipartUploadInput{
-		Bucket:          aws.String(s.bucket),
-		Key:             aws.String(k),
-		UploadId:        uploadID,
-		MultipartUpload: &awstypes.CompletedMultipartUpload{Parts: completed},
-	}
+	h := http.Header{}
 	if ifAbsent {
-		in.IfNoneMatch = aws.String("*")
+		h.Set("If-None-Match", "*")
 	}
+	complete := request{method: http.MethodPost, key: k, query: map[string]string{"uploadId": uploadID}, header: h, body: body, hashBody: true}
 	for attempt := 1; ; attempt++ {
-		_, err := s.client.CompleteMultipartUpload(ctx, in)
+		var done struct {
+			ETag string `xml:"ETag"`
+		}
+		failed := false
+		err := withRetries(ctx, func() error {
+			err := s.getXML(ctx, complete, &done)
+			if code, _ := errorCode(err); failed && code == codeNoSuchUpload {
+				// An attempt that seemed to fail (its answer was lost)
+				// completed the upload; the object is there.
+				if info, serr := s.Stat(ctx, key); serr == nil && info.Size == total {
+					return nil
+				}
+			}
+			failed = err != nil
+			return err
+		})
 		if err == nil {
 			break
 		}
@@ -269,13 +309,15 @@ func (s *Store) putMultipart(ctx context.Context, key, k string, first *[]byte, 
 
 // abort aborts a multipart upload so that its parts are deleted; it runs
 // even when ctx is cancelled, bounded by abortTimeout.
-func (s *Store) abort(ctx context.Context, k string, uploadID *string) error {
+func (s *Store) abort(ctx context.Context, k, uploadID string) error {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 	defer cancel()
-	_, err := s.client.AbortMultipartUpload(actx, &awss3.AbortMultipartUploadInput{
-		Bucket:   aws.String(s.bucket),
-		Key:      aws.String(k),
-		UploadId: uploadID,
+	err := withRetries(actx, func() error {
+		resp, err := s.do(actx, request{method: http.MethodDelete, key: k, query: map[string]string{"uploadId": uploadID}})
+		if err == nil {
+			discard(resp)
+		}
+		return err
 	})
 	if err != nil {
 		if code, _ := errorCode(err); code == codeNoSuchUpload {
