@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"time"
 )
@@ -139,4 +140,18 @@ func ReadAll(ctx context.Context, s Store, key string) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
 	return b, nil
+}
+
+// Backoff waits a random time between d/2 and d (jitter spreads out the
+// retries of concurrent callers) and returns nil, or ctx's error as soon as
+// ctx ends. Drivers use it between the attempts of one request.
+func Backoff(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d/2 + rand.N(d/2+1))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

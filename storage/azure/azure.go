@@ -242,12 +242,8 @@ func (s *Store) do(ctx context.Context, r *request) (*http.Response, error) {
 		if attempt >= s.retries || ctx.Err() != nil || !s.transient(err) {
 			return nil, err
 		}
-		t := time.NewTimer(time.Duration(rand.Int64N(int64(backoff))) + backoff/2)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if storage.Backoff(ctx, backoff) != nil {
 			return nil, err
-		case <-t.C:
 		}
 		backoff = min(2*backoff, retryMax)
 	}

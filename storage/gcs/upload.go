@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -464,16 +463,7 @@ func transient(ctx context.Context, err error) bool {
 
 // sleep waits before attempt+1: 250ms, 1s, 4s, ... up to 8s, with jitter.
 func sleep(ctx context.Context, attempt int) error {
-	d := min(250*time.Millisecond<<(2*(attempt-1)), 8*time.Second)
-	d = d/2 + rand.N(d/2+1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return storage.Backoff(ctx, min(250*time.Millisecond<<(2*(attempt-1)), 8*time.Second))
 }
 
 // randomHex returns n random bytes in hex.

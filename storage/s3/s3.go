@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -304,12 +303,7 @@ func withRetries(ctx context.Context, op func() error) error {
 		if attempt >= bodyAttempts || !transient(err) || ctx.Err() != nil {
 			return err
 		}
-		d := bodyBackoff << (attempt - 1)
-		t := time.NewTimer(d/2 + rand.N(d/2+1))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if storage.Backoff(ctx, bodyBackoff<<(attempt-1)) != nil {
 			return err
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"time"
@@ -337,16 +336,7 @@ func isConflict(err error) bool {
 // sleep waits before conflict retry attempt (1-based), with jitter so that
 // racing writers spread out; it returns early with ctx's error.
 func sleep(ctx context.Context, attempt int) error {
-	d := conflictBackoff << (attempt - 1)
-	d = d/2 + rand.N(d/2+1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return storage.Backoff(ctx, conflictBackoff<<(attempt-1))
 }
 
 // readFull reads from r until p is full or r ends, checking ctx before
