@@ -99,26 +99,13 @@ func TestPgsidecarBackupRestoredByPgbackrest(t *testing.T) {
 				t.Errorf("incr references %q, want %s,%s", got, full.Label, diff.Label)
 			}
 
-			rep := pgbackrestVerify(t, cfg.Path)
-			if rep.Status != "ok" {
-				t.Fatalf("pgbackrest verify: status %s\n%s", rep.Status, rep.Text)
-			}
-			for _, b := range info.Backup {
-				if st := rep.Backups[b.Label]; st != "valid" {
-					t.Errorf("pgbackrest verify: backup %s is %q, want valid\n%s", b.Label, st, rep.Text)
-				}
-			}
+			requireVerified(t, cfg.Path, full.Label, diff.Label, incr.Label)
 			pgsidecarRun(t, cfg.Path, stanza, "verify")
 			if ours, theirs := withoutPgsidecarInfo(t, pgsidecarRun(t, cfg.Path, stanza, "info")), pgbackrestRun(t, cfg.Path, stanza, "info"); ours != theirs {
 				t.Errorf("pgsidecar info differs from pgbackrest info:\n%s\n---\n%s", ours, theirs)
 			}
 
-			u := requirePostgres(t)
-			dataDir := mkdirAs(t, u, filepath.Join(newWorkDir(t, u, "restore"), "data"))
-			pgbackrestRun(t, cfg.Path, stanza, "--pg1-path="+dataDir, "--set="+incr.Label,
-				"--type=immediate", "--target-action=promote", "restore")
-			r := attachCluster(t, dataDir, map[string]string{"archive_mode": "off"})
-			r.Start(t)
+			r := pgbackrestRestoreStarted(t, cfg.Path, incr.Label)
 			if got := r.SQL(t, fixtureDataQuery); got != want {
 				t.Errorf("restored data %q, want %q", got, want)
 			}
@@ -222,10 +209,7 @@ func TestPgsidecarBackupInterop(t *testing.T) {
 	if refs[ourFull.Label] == 0 || refs[""] == 0 {
 		t.Errorf("pgsidecar incr: references per backup %v: want files from the full and new copies", refs)
 	}
-	rep := pgbackrestVerify(t, cfg.Path)
-	if rep.Status != "ok" {
-		t.Fatalf("pgbackrest verify: status %s\n%s", rep.Status, rep.Text)
-	}
+	requireVerified(t, cfg.Path)
 
 	restoreDir := newWorkDir(t, u, "restore")
 	dataDir := mkdirAs(t, u, filepath.Join(restoreDir, "data"))

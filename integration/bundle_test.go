@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,25 +61,13 @@ func TestBundlePgsidecarBackupRestoredByPgbackrest(t *testing.T) {
 		t.Errorf("incremental backup %s: %+v: want bundles of changed files and references into %s's bundles", incr.Label, is, full.Label)
 	}
 
-	rep := pgbackrestVerify(t, cfg.Path)
-	if rep.Status != "ok" {
-		t.Fatalf("pgbackrest verify: status %s\n%s", rep.Status, rep.Text)
-	}
-	for _, b := range info.Backup {
-		if st := rep.Backups[b.Label]; st != "valid" {
-			t.Errorf("pgbackrest verify: backup %s is %q, want valid\n%s", b.Label, st, rep.Text)
-		}
-	}
+	requireVerified(t, cfg.Path, backupLabels(info)...)
 	pgsidecarRun(t, cfg.Path, stanza, "verify")
 	if ours, theirs := withoutPgsidecarInfo(t, pgsidecarRun(t, cfg.Path, stanza, "info")), pgbackrestRun(t, cfg.Path, stanza, "info"); ours != theirs {
 		t.Errorf("pgsidecar info differs from pgbackrest info:\n%s\n---\n%s", ours, theirs)
 	}
 
-	u := requirePostgres(t)
-	dataDir := mkdirAs(t, u, filepath.Join(newWorkDir(t, u, "restore"), "data"))
-	pgbackrestRun(t, cfg.Path, stanza, "--pg1-path="+dataDir, "--set="+incr.Label, "--type=immediate", "--target-action=promote", "restore")
-	r := attachCluster(t, dataDir, map[string]string{"archive_mode": "off"})
-	r.Start(t)
+	r := pgbackrestRestoreStarted(t, cfg.Path, incr.Label)
 	if got := r.SQL(t, fixtureDataQuery); got != want {
 		t.Errorf("restored data %q, want %q", got, want)
 	}
@@ -159,15 +146,7 @@ func TestBundlePgbackrestBackupRestoredByPgsidecar(t *testing.T) {
 		t.Errorf("pgbackrest incr prior %v, want pgsidecar's %s", theirs.Prior, ours.Label)
 	}
 
-	rep := pgbackrestVerify(t, cfg.Path)
-	if rep.Status != "ok" {
-		t.Fatalf("pgbackrest verify: status %s\n%s", rep.Status, rep.Text)
-	}
-	for _, b := range info.Backup {
-		if st := rep.Backups[b.Label]; st != "valid" {
-			t.Errorf("pgbackrest verify: backup %s is %q, want valid\n%s", b.Label, st, rep.Text)
-		}
-	}
+	requireVerified(t, cfg.Path, backupLabels(info)...)
 	pgsidecarRun(t, cfg.Path, stanza, "verify")
 
 	dataDir, _ = pgsidecarRestore(t, cfg.Path, "--set="+theirs.Label, "--type=immediate", "--target-action=promote", "--process-max=3")

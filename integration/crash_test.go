@@ -241,16 +241,12 @@ func TestDaemonKilledMidBackup(t *testing.T) {
 	if out := pgsidecarRun(t, cfg.Path, stanza, "verify"); !strings.Contains(out, "1 backups") || !strings.Contains(out, "checked: ok") {
 		t.Errorf("pgsidecar verify: %s", out)
 	}
-	rep := pgbackrestVerify(t, cfg.Path)
-	if rep.Status != "ok" || rep.Backups[label] != "valid" || len(rep.Backups) != 1 {
-		t.Fatalf("pgbackrest verify: status %s, backups %v\n%s", rep.Status, rep.Backups, rep.Text)
+	if rep := requireVerified(t, cfg.Path, label); len(rep.Backups) != 1 {
+		t.Fatalf("pgbackrest verify: backups %v, want only %s\n%s", rep.Backups, label, rep.Text)
 	}
 
 	// pgbackrest restores the new backup to the data it was taken from.
-	dataDir := mkdirAs(t, u, filepath.Join(newWorkDir(t, u, "restore"), "data"))
-	pgbackrestRun(t, cfg.Path, stanza, "--pg1-path="+dataDir, "--set="+label, "--type=immediate", "--target-action=promote", "restore")
-	r := attachCluster(t, dataDir, map[string]string{"archive_mode": "off"})
-	r.Start(t)
+	r := pgbackrestRestoreStarted(t, cfg.Path, label)
 	if got := r.SQL(t, crashDataQuery); got != want {
 		t.Errorf("restored data %q, want %q", got, want)
 	}

@@ -415,3 +415,42 @@ func pgsidecarRun(t testing.TB, confPath string, args ...string) string {
 	}
 	return res.Stdout
 }
+
+// requireVerified runs `pgbackrest verify` and fails the test unless its
+// status is ok and every backup in labels is valid.
+func requireVerified(t testing.TB, confPath string, labels ...string) verifyReport {
+	t.Helper()
+	rep := pgbackrestVerify(t, confPath)
+	if rep.Status != "ok" {
+		t.Fatalf("pgbackrest verify: status %s\n%s", rep.Status, rep.Text)
+	}
+	for _, l := range labels {
+		if st := rep.Backups[l]; st != "valid" {
+			t.Errorf("pgbackrest verify: backup %s is %q, want valid\n%s", l, st, rep.Text)
+		}
+	}
+	return rep
+}
+
+// pgbackrestRestoreStarted restores backup set with stock pgbackrest into a
+// new data directory (to its consistency point, promoted), starts
+// PostgreSQL on it without archiving and returns it; the caller stops it.
+func pgbackrestRestoreStarted(t testing.TB, confPath, set string) *cluster {
+	t.Helper()
+	u := requirePostgres(t)
+	dataDir := mkdirAs(t, u, filepath.Join(newWorkDir(t, u, "restore"), "data"))
+	pgbackrestRun(t, confPath, "--stanza="+pgbackrestStanza, "--pg1-path="+dataDir, "--set="+set,
+		"--type=immediate", "--target-action=promote", "restore")
+	r := attachCluster(t, dataDir, map[string]string{"archive_mode": "off"})
+	r.Start(t)
+	return r
+}
+
+// backupLabels lists the labels of the backups info reports, oldest first.
+func backupLabels(info pgbackrestInfo) []string {
+	labels := make([]string, len(info.Backup))
+	for i, b := range info.Backup {
+		labels[i] = b.Label
+	}
+	return labels
+}
