@@ -12,11 +12,16 @@ import (
 // decide how long the restore takes. pipeCopy splits the chain into three
 // goroutines working on consecutive chunks, so that the file keeps up to
 // three cores busy, with memory bounded by pipeChunks chunks.
+//
+// Chunks are small enough to stay in the CPU caches between the stages:
+// with 1 MiB chunks each write(2) copied cold memory into the page cache
+// and a 1.5 GB restore spent seconds more in the kernel (measured: 128 KiB
+// chunks restore pgbench -s 100 in 3.2-3.7 s, 1 MiB ones in 4.1-6.9 s).
 const (
-	pipeChunkSize = 1 << 20
-	pipeChunks    = 4
+	pipeChunkSize = 128 << 10
+	pipeChunks    = 16
 	// pipeMinSize is the smallest file worth the goroutines.
-	pipeMinSize = 4 * pipeChunkSize
+	pipeMinSize = 4 << 20
 )
 
 // pipeCopy copies src to w, feeding every byte to h before it is written,
