@@ -36,32 +36,35 @@ var checksumBaseOffsets = [checksumNSums]uint32{
 // number blockNo, computed with the page's pd_checksum field taken as zero. Words are
 // read little-endian (the byte order of the platforms pgsidecar runs on).
 func PageChecksum(page []byte, blockNo uint32) uint16 {
+	p := (*[pageSize]byte)(page)
 	sums := checksumBaseOffsets
-	comp := func(s *uint32, v uint32) {
-		tmp := *s ^ v
-		*s = tmp*checksumFNV ^ tmp>>17
+	// The first row holds pd_checksum, taken as zero.
+	var first [4 * checksumNSums]byte
+	copy(first[:], p[:])
+	first[pdChecksumOff], first[pdChecksumOff+1] = 0, 0
+	checksumRow(&sums, &first)
+	for off := 4 * checksumNSums; off < pageSize; off += 4 * checksumNSums {
+		checksumRow(&sums, (*[4 * checksumNSums]byte)(p[off:]))
 	}
-	for i := 0; i < pageSize/(4*checksumNSums); i++ {
-		for j := range checksumNSums {
-			off := (i*checksumNSums + j) * 4
-			v := binary.LittleEndian.Uint32(page[off:])
-			if off == pdChecksumOff { // the word holding pd_checksum (low half) and pd_flags
-				v &^= 0xFFFF
-			}
-			comp(&sums[j], v)
-		}
-	}
-	for range 2 {
-		for j := range checksumNSums {
-			comp(&sums[j], 0)
-		}
-	}
+	var zero [4 * checksumNSums]byte
+	checksumRow(&sums, &zero)
+	checksumRow(&sums, &zero)
 	var c uint32
 	for _, s := range sums {
 		c ^= s
 	}
 	c ^= blockNo
 	return uint16(c%65535 + 1)
+}
+
+// checksumRow mixes one row of 32 words into the 32 independent sums
+// (PostgreSQL's CHECKSUM_COMP); fixed-size arrays keep the loop free of
+// bounds checks and branches.
+func checksumRow(sums *[checksumNSums]uint32, row *[4 * checksumNSums]byte) {
+	for j := range checksumNSums {
+		tmp := sums[j] ^ binary.LittleEndian.Uint32(row[4*j:])
+		sums[j] = tmp*checksumFNV ^ tmp>>17
+	}
 }
 
 // pageChecker verifies the page checksums of a relation file as it is copied (it is an
