@@ -101,9 +101,7 @@ func TestPgsidecarBackupRestoredByPgbackrest(t *testing.T) {
 
 			requireVerified(t, cfg.Path, full.Label, diff.Label, incr.Label)
 			pgsidecarRun(t, cfg.Path, stanza, "verify")
-			if ours, theirs := withoutPgsidecarInfo(t, pgsidecarRun(t, cfg.Path, stanza, "info")), pgbackrestRun(t, cfg.Path, stanza, "info"); ours != theirs {
-				t.Errorf("pgsidecar info differs from pgbackrest info:\n%s\n---\n%s", ours, theirs)
-			}
+			requireSameInfo(t, cfg.Path)
 
 			r := pgbackrestRestoreStarted(t, cfg.Path, incr.Label)
 			if got := r.SQL(t, fixtureDataQuery); got != want {

@@ -133,9 +133,7 @@ func TestPgsidecarExpire(t *testing.T) {
 		}
 	}
 	checkConsistent(t, cfg.Path, got)
-	if ours, theirs := withoutPgsidecarInfo(t, pgsidecarRun(t, cfg.Path, stanza, "info")), pgbackrestRun(t, cfg.Path, stanza, "info"); ours != theirs {
-		t.Errorf("pgsidecar info differs from pgbackrest info:\n%s\n---\n%s", ours, theirs)
-	}
+	requireSameInfo(t, cfg.Path)
 
 	// expire-auto (default y) after the next full expires the second full.
 	c.Start(t)

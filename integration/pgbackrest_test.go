@@ -454,3 +454,13 @@ func backupLabels(info pgbackrestInfo) []string {
 	}
 	return labels
 }
+
+// requireSameInfo checks that `pgsidecar info`, without the lines pgsidecar
+// adds, is byte for byte `pgbackrest info`.
+func requireSameInfo(t testing.TB, confPath string) {
+	t.Helper()
+	stanza := "--stanza=" + pgbackrestStanza
+	if ours, theirs := withoutPgsidecarInfo(t, pgsidecarRun(t, confPath, stanza, "info")), pgbackrestRun(t, confPath, stanza, "info"); ours != theirs {
+		t.Errorf("pgsidecar info differs from pgbackrest info:\n%s\n---\n%s", ours, theirs)
+	}
+}

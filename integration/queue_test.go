@@ -67,9 +67,7 @@ func TestLeaseFileToleratedByPgbackrest(t *testing.T) {
 	pgsidecarRun(t, cfg.Path, stanza, "--repo1-retention-full=1", "expire")
 	leaseThere("pgsidecar expire")
 	pgsidecarRun(t, cfg.Path, stanza, "verify")
-	if ours, theirs := withoutPgsidecarInfo(t, pgsidecarRun(t, cfg.Path, stanza, "info")), pgbackrestRun(t, cfg.Path, stanza, "info"); ours != theirs {
-		t.Errorf("pgsidecar info differs from pgbackrest info:\n%s\n---\n%s", ours, theirs)
-	}
+	requireSameInfo(t, cfg.Path)
 	c.Pgbench(t, "-n", "-c", "2", "-t", "50")
 	pgsidecarRun(t, cfg.Path, stanza, "--type=diff", "--repo1-retention-full=1", "backup")
 	leaseThere("pgsidecar backup with expire-auto")
