@@ -586,7 +586,7 @@ func download(ctx context.Context, rs *repo.Repository, m *repo.Manifest, ct com
 	src := io.LimitReader(rc, int64(f.Size)+1)
 	var n int64
 	if f.Size >= pipeMinSize {
-		n, err = pipeCopy(fh, h, src)
+		n, err = pipeCopy(withWriteback(fh), h, src)
 	} else {
 		n, err = io.CopyBuffer(io.MultiWriter(fh, h), src, make([]byte, min(copyBufferSize, f.Size+1)))
 	}
