@@ -150,8 +150,8 @@ func newZstWriter(w io.Writer, level int) (*zstWriter, error) {
 		zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
 		zstd.WithEncoderConcurrency(1), // synchronous, one window of memory
 		zstd.WithWindowSize(zstdWindow(level)),
-		zstd.WithEncoderCRC(false),     // ZSTD_compressStream default: no checksum
-		zstd.WithZeroFrames(true),      // empty input still gives a valid frame
+		zstd.WithEncoderCRC(false), // ZSTD_compressStream default: no checksum
+		zstd.WithZeroFrames(true),  // empty input still gives a valid frame
 	)
 	if err != nil {
 		return nil, fmt.Errorf("create zstd compressor: %w", err)
