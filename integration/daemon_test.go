@@ -35,7 +35,7 @@ func TestDaemonArchiving(t *testing.T) {
 		ArchiveCommand: fmt.Sprintf("%s --config=%s --stanza=db archive-push %%p", pgsidecarBin, conf),
 	})
 	metricsAddr := freeTCPAddr(t)
-	ini := strings.Join([]string{
+	ini := strings.Join(slices.Concat([]string{
 		"[global]",
 		"log-path=" + filepath.Join(dir, "log"),
 		"lock-path=" + filepath.Join(dir, "lock"),
@@ -50,17 +50,9 @@ func TestDaemonArchiving(t *testing.T) {
 		"repo1-type=posix",
 		"repo1-path=" + filepath.Join(dir, "repo"),
 		"repo1-retention-full=2",
-		"repo2-type=s3",
 		"repo2-path=/pgbackrest/repo2",
-		"repo2-s3-bucket=" + bucket,
-		"repo2-s3-endpoint=" + svc.Host,
-		"repo2-storage-port=" + svc.Port,
-		"repo2-s3-region=" + svc.Region,
-		"repo2-s3-key=" + svc.Key,
-		"repo2-s3-key-secret=" + svc.Secret,
-		"repo2-s3-uri-style=path",
-		"repo2-storage-verify-tls=n",
 		"repo2-retention-full=2",
+	}, svc.repoOptions(2, bucket), []string{
 		"",
 		"[db]",
 		"pg1-path=" + c.DataDir(),
@@ -68,7 +60,7 @@ func TestDaemonArchiving(t *testing.T) {
 		"pg1-socket-path=" + c.SocketDir(),
 		"pg1-user=" + pgSuperuser,
 		"",
-	}, "\n")
+	}), "\n")
 	writeFileAs(t, u, conf, []byte(ini))
 	pgsidecarRun(t, conf, "--stanza=db", "stanza-create")
 

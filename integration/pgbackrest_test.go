@@ -191,18 +191,10 @@ func (p *pgbackrestConfig) Write(t testing.TB, c *cluster) {
 	}
 	switch p.Repo.Storage {
 	case storageS3:
-		s := p.Repo.S3
-		global["repo1-type"] = "s3"
-		global["repo1-s3-bucket"] = p.Repo.Bucket
-		global["repo1-s3-endpoint"] = s.Host
-		global["repo1-storage-port"] = s.Port
-		global["repo1-s3-region"] = s.Region
-		global["repo1-s3-key"] = s.Key
-		global["repo1-s3-key-secret"] = s.Secret
-		global["repo1-s3-uri-style"] = "path"
-		// MinIO's certificate is self-signed, and its CA file is in root's
-		// home, which the unprivileged user cannot read.
-		global["repo1-storage-verify-tls"] = "n"
+		for _, o := range p.Repo.S3.repoOptions(1, p.Repo.Bucket) {
+			k, v, _ := strings.Cut(o, "=")
+			global[k] = v
+		}
 	case storageGCS:
 		global["repo1-type"] = "gcs"
 		global["repo1-gcs-bucket"] = p.Repo.Bucket

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -96,9 +97,7 @@ func TestQueueBackupsToPosixAndS3(t *testing.T) {
 	posixRepo := filepath.Join(newWorkDir(t, u, "queue"), "repo")
 	conf := filepath.Join(dir, "pgbackrest.conf")
 	ini := "[global]\nstart-fast=y\narchive-check=n\ncompress-type=zst\nrepo1-type=posix\nrepo1-path=" + posixRepo +
-		"\nrepo2-type=s3\nrepo2-path=/pgbackrest/repo2\nrepo2-s3-bucket=" + bucket + "\nrepo2-s3-endpoint=" + svc.Host +
-		"\nrepo2-storage-port=" + svc.Port + "\nrepo2-s3-region=" + svc.Region + "\nrepo2-s3-key=" + svc.Key +
-		"\nrepo2-s3-key-secret=" + svc.Secret + "\nrepo2-s3-uri-style=path\nrepo2-storage-verify-tls=n" +
+		"\nrepo2-path=/pgbackrest/repo2\n" + strings.Join(svc.repoOptions(2, bucket), "\n") +
 		"\n[" + pgbackrestStanza + "]\npg1-path=" + c.DataDir() + "\npg1-socket-path=" + c.SocketDir() +
 		"\npg1-port=" + strconv.Itoa(c.Port()) + "\npg1-user=" + pgSuperuser + "\n"
 	if err := os.WriteFile(conf, []byte(ini), 0o600); err != nil {

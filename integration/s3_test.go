@@ -30,6 +30,25 @@ type s3Service struct {
 	CAFile string
 }
 
+// repoOptions returns the pgBackRest options (key=value) that make
+// repository n a bucket of this service, repoN-path aside. TLS is not
+// verified: MinIO's certificate is self-signed and its CA file is in root's
+// home, which the unprivileged user running the tools cannot read.
+func (s s3Service) repoOptions(n int, bucket string) []string {
+	r := fmt.Sprintf("repo%d-", n)
+	return []string{
+		r + "type=s3",
+		r + "s3-bucket=" + bucket,
+		r + "s3-endpoint=" + s.Host,
+		r + "storage-port=" + s.Port,
+		r + "s3-region=" + s.Region,
+		r + "s3-key=" + s.Key,
+		r + "s3-key-secret=" + s.Secret,
+		r + "s3-uri-style=path",
+		r + "storage-verify-tls=n",
+	}
+}
+
 // s3ServiceFromEnv reads the S3 test service's settings.
 func s3ServiceFromEnv(t testing.TB) s3Service {
 	t.Helper()

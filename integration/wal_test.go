@@ -58,18 +58,7 @@ func TestWALFourRepos(t *testing.T) {
 		ArchiveCommand: fmt.Sprintf("%s --config=%s --stanza=db archive-push %%p", pgsidecarBin, conf),
 		Settings:       map[string]string{"wal_keep_size": "'4GB'"},
 	})
-	s3Lines := []string{
-		"repo2-type=s3",
-		"repo2-path=/pgbackrest/repo2",
-		"repo2-s3-bucket=" + bucket,
-		"repo2-s3-endpoint=" + svc.Host,
-		"repo2-storage-port=" + svc.Port,
-		"repo2-s3-region=" + svc.Region,
-		"repo2-s3-key=" + svc.Key,
-		"repo2-s3-key-secret=" + svc.Secret,
-		"repo2-s3-uri-style=path",
-		"repo2-storage-verify-tls=n",
-	}
+	s3Lines := append(svc.repoOptions(2, bucket), "repo2-path=/pgbackrest/repo2")
 	global := walGlobal(dir)
 	ini := strings.Join(slices.Concat([]string{"[global]"}, global,
 		[]string{"repo1-type=posix", "repo1-path=" + filepath.Join(dir, "repo")},
