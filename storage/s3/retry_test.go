@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"sync"
 	"testing"
 
@@ -52,54 +50,34 @@ func requestKind(r *http.Request) string {
 
 func startFaultProxy(t *testing.T, cfg Config, decide func(kind string, n int) int) (*faultProxy, string) {
 	t.Helper()
-	o, err := validate(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := newTransport(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	target, err := url.Parse(o.baseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := &faultProxy{seen: map[string]int{}, decide: decide}
-	forward := &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) {
-			r.SetURL(target)
-			r.Out.Host = r.In.Host // the signature covers the Host header
-		},
-		Transport: tr,
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		kind := requestKind(r)
-		p.mu.Lock()
-		n := p.seen[kind]
-		p.seen[kind]++
-		fault := p.decide(kind, n)
-		if fault != faultNone {
-			p.log = append(p.log, kind)
-		}
-		p.mu.Unlock()
-		switch fault {
-		case faultSlowDown:
-			_, _ = io.Copy(io.Discard, r.Body)
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = io.WriteString(w, `<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
-		case faultDrop:
-			panic(http.ErrAbortHandler)
-		case faultLoseAnswer:
-			rec := httptest.NewRecorder()
-			forward.ServeHTTP(rec, r)
-			panic(http.ErrAbortHandler)
-		default:
-			forward.ServeHTTP(w, r)
-		}
-	}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(tr.CloseIdleConnections)
-	return p, srv.URL
+	return p, startProxy(t, cfg, func(forward http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			kind := requestKind(r)
+			p.mu.Lock()
+			n := p.seen[kind]
+			p.seen[kind]++
+			fault := p.decide(kind, n)
+			if fault != faultNone {
+				p.log = append(p.log, kind)
+			}
+			p.mu.Unlock()
+			switch fault {
+			case faultSlowDown:
+				_, _ = io.Copy(io.Discard, r.Body)
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = io.WriteString(w, `<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
+			case faultDrop:
+				panic(http.ErrAbortHandler)
+			case faultLoseAnswer:
+				rec := httptest.NewRecorder()
+				forward.ServeHTTP(rec, r)
+				panic(http.ErrAbortHandler)
+			default:
+				forward.ServeHTTP(w, r)
+			}
+		})
+	})
 }
 
 func (p *faultProxy) injected() []string {

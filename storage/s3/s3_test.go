@@ -794,7 +794,10 @@ func (p *conflictProxy) inject(r *http.Request) bool {
 	return true
 }
 
-func startConflictProxy(t *testing.T, cfg Config, n int) (*conflictProxy, string) {
+// startProxy serves handler on a local plain-HTTP address, closed at the
+// end of the test; forward passes a request on to cfg's service unchanged
+// (the Host header kept, since the signature covers it).
+func startProxy(t *testing.T, cfg Config, handler func(forward http.Handler) http.Handler) string {
 	t.Helper()
 	o, err := validate(cfg)
 	if err != nil {
@@ -808,28 +811,35 @@ func startConflictProxy(t *testing.T, cfg Config, n int) (*conflictProxy, string
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &conflictProxy{left: map[string]int{}, n: n}
-	rp := &httputil.ReverseProxy{
+	forward := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(target)
-			r.Out.Host = r.In.Host // the signature covers the Host header
+			r.Out.Host = r.In.Host
 		},
 		Transport: tr,
 	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p.inject(r) {
-			_, _ = io.Copy(io.Discard, r.Body)
-			w.Header().Set("Content-Type", "application/xml")
-			w.WriteHeader(http.StatusConflict)
-			_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>ConditionalRequestConflict</Code>`+
-				`<Message>A conflicting conditional operation is currently in progress against this resource.</Message></Error>`)
-			return
-		}
-		rp.ServeHTTP(w, r)
-	}))
+	srv := httptest.NewServer(handler(forward))
 	t.Cleanup(srv.Close)
 	t.Cleanup(tr.CloseIdleConnections)
-	return p, srv.URL
+	return srv.URL
+}
+
+func startConflictProxy(t *testing.T, cfg Config, n int) (*conflictProxy, string) {
+	t.Helper()
+	p := &conflictProxy{left: map[string]int{}, n: n}
+	return p, startProxy(t, cfg, func(rp http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if p.inject(r) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				w.Header().Set("Content-Type", "application/xml")
+				w.WriteHeader(http.StatusConflict)
+				_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>ConditionalRequestConflict</Code>`+
+					`<Message>A conflicting conditional operation is currently in progress against this resource.</Message></Error>`)
+				return
+			}
+			rp.ServeHTTP(w, r)
+		})
+	})
 }
 
 // TestConditionalConflictIsRetried checks that PutIfAbsent retries a 409
