@@ -39,19 +39,7 @@ source "$ROOT/bench/lib.sh"
 [[ -x $PGSIDECAR ]] || { echo "backup.sh: $PGSIDECAR missing: run 'make build' first" >&2; exit 1; }
 bash scripts/services.sh postgres >/dev/null
 
-cleanup() {
-	[[ -f $W/source/postmaster.pid ]] && stop_pg "$W/source"
-	if [[ " $REPOS " == *" s3 "* ]]; then
-		minio_empty "$BUCKET" 2>/dev/null && minio DELETE "$BUCKET" 2>/dev/null || true
-	fi
-	rm -rf "$W"
-}
-trap cleanup EXIT
-cleanup
-mkdir -p "$W"/run "$W"/log
-install -m 0755 "$PGSIDECAR" "$W/pgsidecar"
-chown -R "$OS_USER:$OS_USER" "$W"
-[[ " $REPOS " == *" s3 "* ]] && minio PUT "$BUCKET"
+prepare_workdir "$([[ " $REPOS " == *" s3 "* ]] && echo true || echo false)"
 
 CONF=$W/pgbackrest.conf
 declare -A REPO_NUM

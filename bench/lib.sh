@@ -116,3 +116,23 @@ EOC
 	as_user pgbackrest --config="$1" --stanza=db stanza-create
 	as_user "$PG_BIN/pgbench" -h "$W/run" -p "$PORT" -U postgres -i -q -s "$SCALE" postgres 2>&1 | tail -1
 }
+
+# prepare_workdir USES_S3: a fresh $W (run and log directories, the
+# pgsidecar binary $PGSIDECAR installed as $W/pgsidecar), with the MinIO
+# bucket $BUCKET when USES_S3 is true; all of it is removed at exit.
+prepare_workdir() {
+	USES_S3=$1
+	cleanup() {
+		[[ -f $W/source/postmaster.pid ]] && stop_pg "$W/source"
+		if [[ $USES_S3 == true ]]; then
+			minio_empty "$BUCKET" 2>/dev/null && minio DELETE "$BUCKET" 2>/dev/null || true
+		fi
+		rm -rf "$W"
+	}
+	trap cleanup EXIT
+	cleanup
+	mkdir -p "$W"/run "$W"/log
+	install -m 0755 "$PGSIDECAR" "$W/pgsidecar"
+	chown -R "$OS_USER:$OS_USER" "$W"
+	if [[ $USES_S3 == true ]]; then minio PUT "$BUCKET"; fi
+}
