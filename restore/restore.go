@@ -268,22 +268,17 @@ func Run(ctx context.Context, rs *repo.Repository, m *repo.Manifest, opts Option
 	root := os.Geteuid() == 0
 	var downloaded, kept, empty, zeroed atomic.Int64
 	var bytes atomic.Int64
+	// pg_control is written under a temporary name and goes in last, so an
+	// interrupted restore does not start.
 	var control string
-	writePath := func(f *repo.ManifestFile) string {
-		dst, _ := l.fsPath(f.Name)
-		if f.Name == pgControlName {
-			// pg_control goes in last, so an interrupted restore does not start.
-			return dst + tmpExt
-		}
-		return dst
-	}
-	for _, f := range files {
-		if f.Name == pgControlName {
-			control, _ = l.fsPath(f.Name)
-		}
+	if slices.ContainsFunc(files, func(f *repo.ManifestFile) bool { return f.Name == pgControlName }) {
+		control, _ = l.fsPath(pgControlName)
 	}
 	one := func(ctx context.Context, f *repo.ManifestFile) error {
-		write := writePath(f)
+		write, _ := l.fsPath(f.Name)
+		if f.Name == pgControlName {
+			write += tmpExt
+		}
 		if isZeroed(f.Name) {
 			zeroed.Add(1)
 			if err := writeZeroed(write, int64(f.Size)); err != nil {
